@@ -1,0 +1,407 @@
+//! Writing and reading cache tables in Lance or Parquet.
+//!
+//! A [`TableSink`] owns a writer thread fed through a bounded queue, so that encoding and
+//! writing overlap with the teachers and memory stays flat. A table becomes visible only
+//! when [`TableSink::finish`] commits it; a sink dropped without finishing aborts, and a
+//! Lance dataset is then never committed.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use arrow_array::{RecordBatch, RecordBatchReader};
+use arrow_schema::{ArrowError, SchemaRef};
+use futures::StreamExt;
+use lance::dataset::{Dataset, ProjectionRequest, WriteMode, WriteParams};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::config::CacheFormat;
+use crate::error::{Error, Result};
+
+/// Batches waiting in a sink's queue before `send` blocks.
+pub const SINK_QUEUE: usize = 4;
+
+/// Rows and bytes of a finished table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableSummary {
+    pub rows: usize,
+    pub bytes: u64,
+}
+
+enum Message {
+    Batch(RecordBatch),
+    Finish,
+}
+
+/// A table being written on its own thread.
+pub struct TableSink {
+    path: PathBuf,
+    sender: Option<SyncSender<Message>>,
+    handle: Option<JoinHandle<Result<()>>>,
+    rows: usize,
+}
+
+impl TableSink {
+    /// Starts writing a new table at `path` (which must not exist).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cache`] when `path` exists already.
+    pub fn create(path: &Path, format: CacheFormat, schema: SchemaRef) -> Result<TableSink> {
+        if path.exists() {
+            return Err(Error::cache(path, "exists already"));
+        }
+        let (sender, receiver) = sync_channel(SINK_QUEUE);
+        let target = path.to_path_buf();
+        let handle = std::thread::Builder::new()
+            .name(format!("write {}", path.display()))
+            .spawn(move || match format {
+                CacheFormat::Lance => write_lance(&target, schema, receiver),
+                CacheFormat::Parquet => write_parquet(&target, schema, receiver),
+            })
+            .map_err(|e| Error::io(path, e))?;
+        Ok(TableSink {
+            path: path.to_path_buf(),
+            sender: Some(sender),
+            handle: Some(handle),
+            rows: 0,
+        })
+    }
+
+    /// Queues a batch; blocks while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// The writer's own error, when it has stopped.
+    pub fn send(&mut self, batch: RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows();
+        let sender = self.sender.as_ref().expect("sink used after finish");
+        if sender.send(Message::Batch(batch)).is_err() {
+            return Err(self.join().err().unwrap_or_else(|| {
+                Error::cache(&self.path, "writer stopped without an error")
+            }));
+        }
+        Ok(())
+    }
+
+    /// Commits the table and waits for the writer.
+    ///
+    /// # Errors
+    ///
+    /// The writer's error, if any.
+    pub fn finish(mut self) -> Result<TableSummary> {
+        if let Some(sender) = self.sender.take() {
+            // A closed channel means the writer failed; join reports why.
+            let _ = sender.send(Message::Finish);
+        }
+        self.join()?;
+        Ok(TableSummary {
+            rows: self.rows,
+            bytes: disk_bytes(&self.path)?,
+        })
+    }
+
+    fn join(&mut self) -> Result<()> {
+        self.sender.take();
+        match self.handle.take() {
+            Some(handle) => handle
+                .join()
+                .unwrap_or_else(|_| Err(Error::cache(&self.path, "writer thread panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TableSink {
+    fn drop(&mut self) {
+        // Dropping the sender without Finish makes the writer abort.
+        let _ = self.join();
+    }
+}
+
+/// Feeds queued batches to Lance; ends with an error unless `Finish` arrived, so that an
+/// aborted run never commits a dataset.
+struct QueueReader {
+    schema: SchemaRef,
+    receiver: Receiver<Message>,
+    done: bool,
+}
+
+impl Iterator for QueueReader {
+    type Item = std::result::Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.receiver.recv() {
+            Ok(Message::Batch(batch)) => Some(Ok(batch)),
+            Ok(Message::Finish) => {
+                self.done = true;
+                None
+            }
+            Err(_) => {
+                self.done = true;
+                Some(Err(ArrowError::ExternalError("write aborted".into())))
+            }
+        }
+    }
+}
+
+impl RecordBatchReader for QueueReader {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("<tokio runtime>", e))
+}
+
+fn uri_of(path: &Path) -> Result<String> {
+    let absolute = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
+    Ok(absolute.to_string_lossy().into_owned())
+}
+
+fn write_lance(path: &Path, schema: SchemaRef, receiver: Receiver<Message>) -> Result<()> {
+    let reader = QueueReader {
+        schema,
+        receiver,
+        done: false,
+    };
+    let params = WriteParams {
+        mode: WriteMode::Create,
+        ..Default::default()
+    };
+    let uri = uri_of(path)?;
+    runtime()?.block_on(Dataset::write(reader, uri.as_str(), Some(params)))?;
+    Ok(())
+}
+
+fn write_parquet(path: &Path, schema: SchemaRef, receiver: Receiver<Message>) -> Result<()> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_dictionary_enabled(false)
+        .build();
+    let partial = path.with_extension("parquet.partial");
+    let file = File::create(&partial).map_err(|e| Error::io(&partial, e))?;
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
+    loop {
+        match receiver.recv() {
+            Ok(Message::Batch(batch)) => writer.write(&batch)?,
+            Ok(Message::Finish) => break,
+            Err(_) => {
+                drop(writer);
+                let _ = std::fs::remove_file(&partial);
+                return Err(Error::cache(path, "write aborted"));
+            }
+        }
+    }
+    writer.close()?;
+    std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))
+}
+
+/// Bytes on disk of a file, or of a directory and everything under it.
+///
+/// # Errors
+///
+/// [`Error::Io`] when a path cannot be read.
+pub fn disk_bytes(path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_dir() {
+        return Ok(meta.len());
+    }
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
+        let entry = entry.map_err(|e| Error::io(path, e))?;
+        total += disk_bytes(&entry.path())?;
+    }
+    Ok(total)
+}
+
+/// A table opened for reading.
+pub struct TableReader {
+    path: PathBuf,
+    schema: SchemaRef,
+    rows: usize,
+    inner: Inner,
+}
+
+enum Inner {
+    Lance {
+        dataset: Arc<Dataset>,
+        runtime: tokio::runtime::Runtime,
+    },
+    Parquet {
+        loaded: std::sync::OnceLock<RecordBatch>,
+    },
+}
+
+impl TableReader {
+    /// Opens the table at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cache`] when it is missing or not a table of `format`.
+    pub fn open(path: &Path, format: CacheFormat) -> Result<TableReader> {
+        if !path.exists() {
+            return Err(Error::cache(path, "table is missing"));
+        }
+        match format {
+            CacheFormat::Lance => Self::open_lance(path),
+            CacheFormat::Parquet => Self::open_parquet(path),
+        }
+    }
+
+    fn open_lance(path: &Path) -> Result<TableReader> {
+        let runtime = runtime()?;
+        let uri = uri_of(path)?;
+        let dataset = runtime
+            .block_on(Dataset::open(&uri))
+            .map_err(|e| Error::cache(path, format!("cannot open as lance: {e}")))?;
+        let rows = runtime.block_on(dataset.count_rows(None))?;
+        let schema = Arc::new(arrow_schema::Schema::from(dataset.schema()));
+        Ok(TableReader {
+            path: path.to_path_buf(),
+            schema,
+            rows,
+            inner: Inner::Lance {
+                dataset: Arc::new(dataset),
+                runtime,
+            },
+        })
+    }
+
+    fn open_parquet(path: &Path) -> Result<TableReader> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| Error::cache(path, format!("cannot open as parquet: {e}")))?;
+        let rows = builder.metadata().file_metadata().num_rows() as usize;
+        Ok(TableReader {
+            path: path.to_path_buf(),
+            schema: builder.schema().clone(),
+            rows,
+            inner: Inner::Parquet {
+                loaded: std::sync::OnceLock::new(),
+            },
+        })
+    }
+
+    /// The table's Arrow schema, with its metadata.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Rows in the table.
+    pub fn num_rows(&self) -> usize {
+        self.rows
+    }
+
+    fn check_columns(&self, columns: &[&str]) -> Result<()> {
+        for c in columns {
+            if self.schema.field_with_name(c).is_err() {
+                return Err(Error::cache(&self.path, format!("has no column {c}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Streams `columns` in row order, `batch_size` rows at a time.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cache`] for an unknown column; read errors come through the iterator.
+    pub fn scan<'a>(
+        &'a self,
+        columns: &[&str],
+        batch_size: usize,
+    ) -> Result<Box<dyn Iterator<Item = Result<RecordBatch>> + 'a>> {
+        self.check_columns(columns)?;
+        match &self.inner {
+            Inner::Lance { dataset, runtime } => {
+                let mut scanner = dataset.scan();
+                scanner.project(columns)?;
+                scanner.batch_size(batch_size);
+                scanner.scan_in_order(true);
+                let mut stream = runtime.block_on(scanner.try_into_stream())?;
+                Ok(Box::new(std::iter::from_fn(move || {
+                    runtime
+                        .block_on(stream.next())
+                        .map(|r| r.map_err(Error::from))
+                })))
+            }
+            Inner::Parquet { .. } => {
+                let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+                let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+                let mask = projection_mask(&builder, columns);
+                let reader = builder
+                    .with_projection(mask)
+                    .with_batch_size(batch_size)
+                    .build()?;
+                Ok(Box::new(reader.map(|r| r.map_err(Error::from))))
+            }
+        }
+    }
+
+    /// Reads the rows at `indices` (in that order) of `columns`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cache`] for an unknown column or a row out of range.
+    pub fn take(&self, indices: &[u64], columns: &[&str]) -> Result<RecordBatch> {
+        self.check_columns(columns)?;
+        if let Some(bad) = indices.iter().find(|&&i| i as usize >= self.rows) {
+            return Err(Error::cache(
+                &self.path,
+                format!("row {bad} is out of range ({} rows)", self.rows),
+            ));
+        }
+        match &self.inner {
+            Inner::Lance { dataset, runtime } => {
+                let projection = ProjectionRequest::from_columns(columns, dataset.schema());
+                Ok(runtime.block_on(dataset.take(indices, projection))?)
+            }
+            Inner::Parquet { loaded } => {
+                // TODO: Parquet takes load the whole table once; reading only the row
+                // groups that hold the requested rows would bound memory like Lance does.
+                let all = match loaded.get() {
+                    Some(batch) => batch,
+                    None => {
+                        let names: Vec<&str> =
+                            self.schema.fields().iter().map(|f| f.name().as_str()).collect();
+                        let batches = self.scan(&names, 8192)?.collect::<Result<Vec<_>>>()?;
+                        let batch = arrow_select::concat::concat_batches(&self.schema, &batches)?;
+                        loaded.get_or_init(|| batch)
+                    }
+                };
+                let idx = arrow_array::UInt64Array::from(indices.to_vec());
+                let projected = all.project(&column_indices(&self.schema, columns))?;
+                Ok(arrow_select::take::take_record_batch(&projected, &idx)?)
+            }
+        }
+    }
+}
+
+fn column_indices(schema: &SchemaRef, columns: &[&str]) -> Vec<usize> {
+    columns
+        .iter()
+        .map(|c| schema.index_of(c).expect("columns are checked"))
+        .collect()
+}
+
+fn projection_mask(
+    builder: &ParquetRecordBatchReaderBuilder<File>,
+    columns: &[&str],
+) -> ProjectionMask {
+    let indices = column_indices(builder.schema(), columns);
+    ProjectionMask::roots(builder.parquet_schema(), indices)
+}

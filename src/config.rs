@@ -1,0 +1,463 @@
+//! Pipeline files: the TOML that drives `extract`, `train` and `stats`.
+//!
+//! A pipeline file gives the defaults; command-line flags override single values; the
+//! resolved pipeline is validated once here and written into the cache manifest. Relative
+//! paths are taken relative to the working directory of the run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Where the images come from.
+    pub source: SourceConfig,
+    /// How views are drawn and where the cache goes.
+    pub extract: ExtractConfig,
+    /// The teachers, in the order their tables are written.
+    #[serde(rename = "teacher")]
+    pub teachers: Vec<TeacherConfig>,
+    /// How the student is trained from the cache.
+    #[serde(default)]
+    pub train: TrainConfig,
+}
+
+/// The image source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Source kind; only `folder` exists so far.
+    #[serde(default = "default_source_kind")]
+    pub kind: String,
+    /// Folder of images; class subfolders become labels.
+    pub path: PathBuf,
+}
+
+/// On-disk format of the cache tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheFormat {
+    /// Lance datasets (`*.lance` directories), the default.
+    #[default]
+    Lance,
+    /// Single Parquet files (`*.parquet`).
+    Parquet,
+}
+
+impl CacheFormat {
+    /// File extension of tables in this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            CacheFormat::Lance => "lance",
+            CacheFormat::Parquet => "parquet",
+        }
+    }
+}
+
+impl std::str::FromStr for CacheFormat {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "lance" => Ok(CacheFormat::Lance),
+            "parquet" => Ok(CacheFormat::Parquet),
+            other => Err(Error::Config(format!(
+                "unknown cache format {other:?}; expected \"lance\" or \"parquet\""
+            ))),
+        }
+    }
+}
+
+/// Settings of `extract`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractConfig {
+    /// Cache directory to create.
+    pub output: PathBuf,
+    /// Table format.
+    #[serde(default)]
+    pub format: CacheFormat,
+    /// Augmented views drawn per image.
+    #[serde(default = "default_views")]
+    pub views_per_image: usize,
+    /// Seed of the view generator.
+    #[serde(default)]
+    pub seed: u64,
+    /// Views per teacher forward pass.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Torch device: `cpu`, `cuda` or `cuda:N`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Random resized crop: range of the crop's area as a fraction of the image.
+    #[serde(default = "default_crop_scale")]
+    pub crop_scale: [f64; 2],
+    /// Random resized crop: range of the crop's aspect ratio (width / height).
+    #[serde(default = "default_crop_ratio")]
+    pub crop_ratio: [f64; 2],
+    /// Probability of a horizontal flip per view.
+    #[serde(default = "default_flip")]
+    pub flip_probability: f64,
+    /// Replace an existing cache at `output`.
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+/// One teacher: a TorchScript file exported by `pipelines/export_teacher.py`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {
+    /// Name of the teacher in the cache (its table is `teachers/<name>.<format>`).
+    pub name: String,
+    /// The TorchScript file; its sidecar is `<path>.json`.
+    pub path: PathBuf,
+    /// Inference precision: `fp32`, `fp16` or `bf16` (half precisions need a GPU).
+    #[serde(default = "default_precision")]
+    pub precision: String,
+}
+
+/// Settings of `train`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Cache to train from; defaults to `extract.output`.
+    pub cache: Option<PathBuf>,
+    /// Directory for the checkpoint and the loss log.
+    pub output: PathBuf,
+    /// Student architecture.
+    pub student: StudentConfig,
+    /// Passes over the cache.
+    pub epochs: usize,
+    /// Rows per optimiser step.
+    pub batch_size: usize,
+    /// Peak learning rate of AdamW.
+    pub lr: f64,
+    /// Decoupled weight decay of AdamW.
+    pub weight_decay: f64,
+    /// Steps of linear warm-up before the cosine decay.
+    pub warmup_steps: usize,
+    /// Seed of initialisation and shuffling.
+    pub seed: u64,
+    /// Torch device.
+    pub device: String,
+    /// Loss weights per teacher name; teachers not listed get weight 1 for both terms.
+    pub loss: BTreeMap<String, LossWeights>,
+}
+
+/// The student ViT.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StudentConfig {
+    /// Input resolution (square), in pixels.
+    pub image_size: usize,
+    /// Patch size, in pixels.
+    pub patch_size: usize,
+    /// Transformer blocks.
+    pub depth: usize,
+    /// Embedding width.
+    pub width: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Hidden width of the MLP in each block, as a multiple of `width`.
+    pub mlp_ratio: f64,
+    /// Hidden width of each adaptor MLP.
+    pub adaptor_hidden: usize,
+}
+
+/// Per-teacher loss weights.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossWeights {
+    /// Weight of the summary term (cosine distance).
+    pub summary: f64,
+    /// Weight of the patch-token term (0.9 cosine + 0.1 smooth-L1).
+    pub patch: f64,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        LossWeights {
+            summary: 1.0,
+            patch: 1.0,
+        }
+    }
+}
+
+impl StudentConfig {
+    /// The tiny preset: a ViT small enough to train on a CPU in seconds.
+    pub fn tiny() -> Self {
+        StudentConfig {
+            image_size: 64,
+            patch_size: 8,
+            depth: 4,
+            width: 96,
+            heads: 3,
+            mlp_ratio: 4.0,
+            adaptor_hidden: 256,
+        }
+    }
+
+    /// Tokens along one side of the student's patch grid.
+    pub fn grid(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+
+    fn validate(&self) -> Result<()> {
+        let nonzero = [
+            ("image_size", self.image_size),
+            ("patch_size", self.patch_size),
+            ("depth", self.depth),
+            ("width", self.width),
+            ("heads", self.heads),
+            ("adaptor_hidden", self.adaptor_hidden),
+        ];
+        for (name, value) in nonzero {
+            if value == 0 {
+                return Err(Error::Config(format!("train.student.{name} must be positive")));
+            }
+        }
+        if self.image_size % self.patch_size != 0 {
+            return Err(Error::Config(format!(
+                "train.student.image_size {} is not a multiple of patch_size {}",
+                self.image_size, self.patch_size
+            )));
+        }
+        if self.width % self.heads != 0 {
+            return Err(Error::Config(format!(
+                "train.student.width {} is not divisible by heads {}",
+                self.width, self.heads
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Default for StudentConfig {
+    fn default() -> Self {
+        StudentConfig::tiny()
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            cache: None,
+            output: PathBuf::from("student"),
+            student: StudentConfig::default(),
+            epochs: 2,
+            batch_size: 16,
+            lr: 1e-3,
+            weight_decay: 0.05,
+            warmup_steps: 5,
+            seed: 0,
+            device: default_device(),
+            loss: BTreeMap::new(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks ranges once, before any work.
+    ///
+    /// # Errors
+    ///
+    /// Names the first value that is out of range.
+    pub fn validate(&self) -> Result<()> {
+        self.student.validate()?;
+        if self.epochs == 0 || self.batch_size == 0 {
+            return Err(Error::Config(
+                "train.epochs and train.batch_size must be positive".into(),
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::Config(format!("train.lr {} must be positive", self.lr)));
+        }
+        Ok(())
+    }
+}
+
+impl Pipeline {
+    /// Reads and validates a pipeline file.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Pipeline`] naming the file when it is missing, is not valid TOML, has an
+    /// unknown key or fails validation.
+    pub fn load(path: &Path) -> Result<Pipeline> {
+        let fail = |message: String| Error::Pipeline {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        let pipeline: Pipeline = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        pipeline.validate().map_err(|e| fail(e.to_string()))?;
+        Ok(pipeline)
+    }
+
+    /// Checks the values that serde cannot.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first bad value.
+    pub fn validate(&self) -> Result<()> {
+        if self.source.kind != "folder" {
+            return Err(Error::Config(format!(
+                "source.kind {:?} is not supported; expected \"folder\"",
+                self.source.kind
+            )));
+        }
+        let e = &self.extract;
+        if e.views_per_image == 0 || e.views_per_image > u16::MAX as usize {
+            return Err(Error::Config(format!(
+                "extract.views_per_image {} must be between 1 and 65535",
+                e.views_per_image
+            )));
+        }
+        if e.batch_size == 0 {
+            return Err(Error::Config("extract.batch_size must be positive".into()));
+        }
+        check_range("extract.crop_scale", e.crop_scale, 0.0, 1.0)?;
+        check_range("extract.crop_ratio", e.crop_ratio, 0.0, f64::INFINITY)?;
+        if !(0.0..=1.0).contains(&e.flip_probability) {
+            return Err(Error::Config(format!(
+                "extract.flip_probability {} is not in [0, 1]",
+                e.flip_probability
+            )));
+        }
+        self.validate_teachers()?;
+        self.train.validate()
+    }
+
+    fn validate_teachers(&self) -> Result<()> {
+        if self.teachers.is_empty() {
+            return Err(Error::Config("no [[teacher]] is given".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for t in &self.teachers {
+            let valid = !t.name.is_empty()
+                && t.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                return Err(Error::Config(format!(
+                    "teacher name {:?} must be non-empty ASCII letters, digits, '_' or '-'",
+                    t.name
+                )));
+            }
+            if !seen.insert(t.name.as_str()) {
+                return Err(Error::Config(format!("teacher {} is given twice", t.name)));
+            }
+            if !["fp32", "fp16", "bf16"].contains(&t.precision.as_str()) {
+                return Err(Error::Config(format!(
+                    "teacher {}: precision {:?} is not fp32, fp16 or bf16",
+                    t.name, t.precision
+                )));
+            }
+        }
+        for name in self.train.loss.keys() {
+            if !seen.contains(name.as_str()) {
+                return Err(Error::Config(format!(
+                    "train.loss.{name} names no teacher of this pipeline"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The cache that `train` and `stats` read by default.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.train
+            .cache
+            .clone()
+            .unwrap_or_else(|| self.extract.output.clone())
+    }
+}
+
+fn check_range(name: &str, range: [f64; 2], lo: f64, hi: f64) -> Result<()> {
+    let ok = range[0] > lo && range[0] <= range[1] && range[1] <= hi && range[1].is_finite();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "{name} {range:?} must be an increasing pair in ({lo}, {hi}]"
+        )))
+    }
+}
+
+fn default_source_kind() -> String {
+    "folder".into()
+}
+fn default_views() -> usize {
+    2
+}
+fn default_batch() -> usize {
+    32
+}
+fn default_device() -> String {
+    "cpu".into()
+}
+fn default_precision() -> String {
+    "fp32".into()
+}
+fn default_crop_scale() -> [f64; 2] {
+    [0.35, 1.0]
+}
+fn default_crop_ratio() -> [f64; 2] {
+    [3.0 / 4.0, 4.0 / 3.0]
+}
+fn default_flip() -> f64 {
+    0.5
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [source]
+        path = "photos"
+        [extract]
+        output = "cache"
+        [[teacher]]
+        name = "dinov2"
+        path = "dinov2.pt"
+    "#;
+
+    #[test]
+    fn minimal_pipeline_gets_defaults() {
+        let p: Pipeline = toml::from_str(MINIMAL).unwrap();
+        p.validate().unwrap();
+        assert_eq!(p.extract.views_per_image, 2);
+        assert_eq!(p.extract.format, CacheFormat::Lance);
+        assert_eq!(p.train.student, StudentConfig::tiny());
+        assert_eq!(p.cache_dir(), PathBuf::from("cache"));
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let text = MINIMAL.replace("output = \"cache\"", "output = \"cache\"\nviews = 3");
+        let err = toml::from_str::<Pipeline>(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `views`"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_teacher_is_rejected() {
+        let text = format!("{MINIMAL}\n[[teacher]]\nname = \"dinov2\"\npath = \"b.pt\"\n");
+        let p: Pipeline = toml::from_str(&text).unwrap();
+        let err = p.validate().unwrap_err().to_string();
+        assert!(err.contains("teacher dinov2 is given twice"), "{err}");
+    }
+
+    #[test]
+    fn loss_for_unknown_teacher_is_rejected() {
+        let text = format!("{MINIMAL}\n[train.loss.clip]\nsummary = 2.0\n");
+        let p: Pipeline = toml::from_str(&text).unwrap();
+        let err = p.validate().unwrap_err().to_string();
+        assert!(err.contains("train.loss.clip names no teacher"), "{err}");
+    }
+}

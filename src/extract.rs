@@ -1,0 +1,513 @@
+//! Stage 1, `extract`: run the teachers once over a source and write the cache.
+//!
+//! Decoding, cropping and resizing run on the rayon pool in a producer thread; the
+//! teachers run on the calling thread; every table is encoded and written on its own
+//! thread. Bounded queues join the three, so memory stays flat whatever the dataset size.
+//! The cache is built in `<output>.partial` and renamed into place only when complete, so
+//! a failed run never leaves a half cache and never touches an existing one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::{
+    ArrayRef, BooleanArray, FixedSizeListArray, Float16Array, RecordBatch, StringArray,
+    UInt16Array, UInt32Array, UInt64Array,
+};
+use half::f16;
+use image::RgbImage;
+use rayon::prelude::*;
+use tch::{Kind, Tensor};
+
+use crate::cache::{
+    self, FeatureShape, Manifest, Rejected, TableSink, TableSummary, TeacherEntry,
+    FORMAT_VERSION, MANIFEST_FILE,
+};
+use crate::config::{CacheFormat, Pipeline};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::sources::{decode_rgb, FolderSource, ImageRecord};
+use crate::teacher::{parse_device, parse_precision, Teacher};
+use crate::views::{filter_for, render, View, ViewSampler};
+
+/// Chunks decoded ahead of the teachers.
+const PREFETCH_CHUNKS: usize = 2;
+
+/// What an extraction did.
+#[derive(Debug, Clone)]
+pub struct ExtractReport {
+    pub output: PathBuf,
+    pub images: usize,
+    pub rejected: Vec<Rejected>,
+    pub views_per_image: usize,
+    pub rows: usize,
+    pub teachers: Vec<TeacherReport>,
+    pub images_table_bytes: u64,
+    pub seconds: f64,
+}
+
+/// Rows and bytes of one teacher's table.
+#[derive(Debug, Clone)]
+pub struct TeacherReport {
+    pub name: String,
+    pub rows: usize,
+    pub bytes: u64,
+    /// Bytes the feature columns would take as uncompressed float16.
+    pub raw_f16_bytes: u64,
+}
+
+/// Runs `extract` as the pipeline says.
+///
+/// # Errors
+///
+/// Before any work: an output that exists (without `overwrite`), a teacher that does not
+/// load or breaks its sidecar, a source that cannot be listed. During the run: write
+/// errors. Unreadable images are not errors; they are recorded in the manifest.
+pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport> {
+    let started = Instant::now();
+    let output = pipeline.extract.output.clone();
+    check_output(&output, pipeline.extract.overwrite)?;
+    let teachers = load_teachers(pipeline)?;
+    let source = FolderSource::open(&pipeline.source.path)?;
+    tracing::info!(
+        images = source.records().len(),
+        teachers = teachers.len(),
+        "extracting {}",
+        source.root().display()
+    );
+
+    let partial = partial_dir(&output);
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+    }
+    std::fs::create_dir_all(partial.join("teachers")).map_err(|e| Error::io(&partial, e))?;
+    let result = extract_into(pipeline, &teachers, &source, &partial, progress);
+    let mut report = match result {
+        Ok(report) => report,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
+    };
+    commit(&partial, &output)?;
+    report.output = output;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn check_output(output: &Path, overwrite: bool) -> Result<()> {
+    if !output.exists() {
+        return Ok(());
+    }
+    if !overwrite {
+        return Err(Error::cache(
+            output,
+            "exists already; pass --overwrite to replace it",
+        ));
+    }
+    if !output.join(MANIFEST_FILE).is_file() {
+        return Err(Error::cache(
+            output,
+            "exists and is not a distillery cache (no manifest.json); refusing to replace it",
+        ));
+    }
+    Ok(())
+}
+
+fn partial_dir(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_os_string();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// Loads every teacher and runs its contract check, so a bad file fails before work.
+fn load_teachers(pipeline: &Pipeline) -> Result<Vec<Teacher>> {
+    let device = parse_device(&pipeline.extract.device)?;
+    pipeline
+        .teachers
+        .iter()
+        .map(|t| {
+            let teacher = Teacher::load(&t.name, &t.path, device, parse_precision(&t.precision)?)?;
+            teacher.check_contract()?;
+            tracing::info!(
+                teacher = t.name,
+                model = teacher.sidecar().timm_model,
+                pretrained = teacher.sidecar().pretrained,
+                "loaded {}",
+                t.path.display()
+            );
+            Ok(teacher)
+        })
+        .collect()
+}
+
+/// Moves the finished cache into place, replacing an old one only after the new one is
+/// complete.
+fn commit(partial: &Path, output: &Path) -> Result<()> {
+    if output.exists() {
+        let mut old = output.as_os_str().to_os_string();
+        old.push(".replaced");
+        let old = PathBuf::from(old);
+        std::fs::rename(output, &old).map_err(|e| Error::io(output, e))?;
+        std::fs::rename(partial, output).map_err(|e| Error::io(output, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    } else {
+        std::fs::rename(partial, output).map_err(|e| Error::io(output, e))?;
+    }
+    Ok(())
+}
+
+/// Input size and filter of a teacher: teachers that agree share rendered views.
+type RenderKey = (u32, u32, String);
+
+fn render_key(teacher: &Teacher) -> RenderKey {
+    let (h, w) = teacher.sidecar().input_hw();
+    (h, w, teacher.sidecar().interpolation.clone())
+}
+
+/// A chunk of decoded images and their rendered views.
+struct Chunk {
+    images: Vec<(ImageRecord, u32, u32)>,
+    rejected: Vec<Rejected>,
+    views: Vec<(u64, View)>,
+    rendered: BTreeMap<RenderKey, Vec<RgbImage>>,
+}
+
+struct Sinks {
+    images: TableSink,
+    teachers: Vec<TableSink>,
+}
+
+fn extract_into(
+    pipeline: &Pipeline,
+    teachers: &[Teacher],
+    source: &FolderSource,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<ExtractReport> {
+    let format = pipeline.extract.format;
+    let mut sinks = open_sinks(dir, format, teachers)?;
+    let keys: Vec<RenderKey> = teachers.iter().map(render_key).collect();
+    let (sender, receiver) = sync_channel(PREFETCH_CHUNKS);
+    let records = source.records().to_vec();
+    let root = source.root().to_path_buf();
+    let sampler = sampler_of(pipeline);
+    let views = pipeline.extract.views_per_image;
+    let per_chunk = (pipeline.extract.batch_size / views).max(1);
+
+    progress.begin("extract", records.len() as u64);
+    let producer = std::thread::spawn(move || {
+        produce_chunks(&records, &root, sampler, views, per_chunk, &keys, sender)
+    });
+    let consumed = consume_chunks(pipeline, teachers, &mut sinks, receiver, progress);
+    let produced = producer.join();
+    progress.finish();
+    let (images, rejected) = consumed?;
+    produced.map_err(|_| Error::cache(dir, "decoder thread panicked"))?;
+
+    if images == 0 {
+        return Err(Error::Source {
+            path: source.root().to_path_buf(),
+            message: format!("no image could be decoded ({} rejected)", rejected.len()),
+        });
+    }
+    finish_cache(pipeline, teachers, source, dir, sinks, images, rejected)
+}
+
+fn sampler_of(pipeline: &Pipeline) -> ViewSampler {
+    let e = &pipeline.extract;
+    ViewSampler {
+        seed: e.seed,
+        scale: e.crop_scale,
+        ratio: e.crop_ratio,
+        flip_probability: e.flip_probability,
+    }
+}
+
+fn open_sinks(dir: &Path, format: CacheFormat, teachers: &[Teacher]) -> Result<Sinks> {
+    let images = TableSink::create(
+        &dir.join(cache::images_table_path(format)),
+        format,
+        cache::images_schema(),
+    )?;
+    let teachers = teachers
+        .iter()
+        .map(|t| {
+            let path = dir.join(cache::teacher_table_path(t.name(), format));
+            TableSink::create(&path, format, teacher_schema(t))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Sinks { images, teachers })
+}
+
+/// The feature shape a teacher's sidecar promises.
+pub fn shape_of(teacher: &Teacher) -> FeatureShape {
+    let s = teacher.sidecar();
+    FeatureShape {
+        summary_dim: s.summary_dim,
+        grid_h: s.grid[0],
+        grid_w: s.grid[1],
+        patch_dim: s.patch_dim,
+    }
+}
+
+fn teacher_schema(teacher: &Teacher) -> arrow_schema::SchemaRef {
+    cache::teacher_schema(teacher.name(), shape_of(teacher))
+}
+
+fn produce_chunks(
+    records: &[ImageRecord],
+    root: &Path,
+    sampler: ViewSampler,
+    views: usize,
+    per_chunk: usize,
+    keys: &[RenderKey],
+    sender: SyncSender<Chunk>,
+) {
+    let mut unique: Vec<RenderKey> = keys.to_vec();
+    unique.sort();
+    unique.dedup();
+    for chunk in records.chunks(per_chunk) {
+        let prepared = prepare_chunk(chunk, root, sampler, views, &unique);
+        if sender.send(prepared).is_err() {
+            return; // the consumer stopped; its error is reported there
+        }
+    }
+}
+
+/// Decodes a chunk in parallel and renders every view at every distinct teacher input.
+fn prepare_chunk(
+    records: &[ImageRecord],
+    root: &Path,
+    sampler: ViewSampler,
+    views: usize,
+    keys: &[RenderKey],
+) -> Chunk {
+    type Decoded = std::result::Result<(Vec<View>, Vec<Vec<RgbImage>>, u32, u32), String>;
+    let decoded: Vec<Decoded> = records
+        .par_iter()
+        .map(|record| {
+            let image = decode_rgb(&root.join(&record.path))?;
+            let (w, h) = image.dimensions();
+            let drawn = sampler.sample(record.id, w, h, views);
+            let per_key = keys
+                .iter()
+                .map(|(th, tw, interp)| {
+                    let filter = filter_for(interp);
+                    drawn.iter().map(|v| render(&image, v, *tw, *th, filter)).collect()
+                })
+                .collect();
+            Ok((drawn, per_key, w, h))
+        })
+        .collect();
+
+    let mut chunk = Chunk {
+        images: Vec::new(),
+        rejected: Vec::new(),
+        views: Vec::new(),
+        rendered: keys.iter().map(|k| (k.clone(), Vec::new())).collect(),
+    };
+    for (record, result) in records.iter().zip(decoded) {
+        match result {
+            Ok((drawn, per_key, w, h)) => {
+                chunk.views.extend(drawn.iter().map(|v| (record.id, *v)));
+                for (key, rendered) in keys.iter().zip(per_key) {
+                    chunk.rendered.get_mut(key).expect("key").extend(rendered);
+                }
+                chunk.images.push((record.clone(), w, h));
+            }
+            Err(error) => {
+                tracing::warn!(path = record.path, %error, "skipping image");
+                chunk.rejected.push(Rejected {
+                    path: record.path.clone(),
+                    error,
+                });
+            }
+        }
+    }
+    chunk
+}
+
+fn consume_chunks(
+    pipeline: &Pipeline,
+    teachers: &[Teacher],
+    sinks: &mut Sinks,
+    receiver: Receiver<Chunk>,
+    progress: &dyn Progress,
+) -> Result<(usize, Vec<Rejected>)> {
+    let batch_size = pipeline.extract.batch_size;
+    let mut images = 0;
+    let mut rejected = Vec::new();
+    for chunk in receiver {
+        let done = (chunk.images.len() + chunk.rejected.len()) as u64;
+        rejected.extend(chunk.rejected.iter().cloned());
+        if chunk.images.is_empty() {
+            progress.advance(done, 0);
+            continue;
+        }
+        images += chunk.images.len();
+        sinks.images.send(images_batch(&chunk.images)?)?;
+        let mut bytes = 0;
+        for (teacher, sink) in teachers.iter().zip(sinks.teachers.iter_mut()) {
+            let rendered = &chunk.rendered[&render_key(teacher)];
+            for (views, pixels) in chunk.views.chunks(batch_size).zip(rendered.chunks(batch_size)) {
+                let out = teacher.forward(&crate::teacher::stack_views(pixels))?;
+                let batch = teacher_batch(teacher, views, &out.summary, &out.patch_tokens)?;
+                bytes += batch.get_array_memory_size() as u64;
+                tracing::debug!(
+                    teacher = teacher.name(),
+                    rows = batch.num_rows(),
+                    bytes = batch.get_array_memory_size(),
+                    "batch"
+                );
+                sink.send(batch)?;
+            }
+        }
+        progress.advance(done, bytes);
+    }
+    Ok((images, rejected))
+}
+
+fn images_batch(images: &[(ImageRecord, u32, u32)]) -> Result<RecordBatch> {
+    let ids = UInt64Array::from_iter_values(images.iter().map(|(r, _, _)| r.id));
+    let paths = StringArray::from_iter_values(images.iter().map(|(r, _, _)| r.path.as_str()));
+    let widths = UInt32Array::from_iter_values(images.iter().map(|(_, w, _)| *w));
+    let heights = UInt32Array::from_iter_values(images.iter().map(|(_, _, h)| *h));
+    let labels: StringArray = images.iter().map(|(r, _, _)| r.label.as_deref()).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(ids),
+        Arc::new(paths),
+        Arc::new(widths),
+        Arc::new(heights),
+        Arc::new(labels),
+    ];
+    Ok(RecordBatch::try_new(cache::images_schema(), columns)?)
+}
+
+/// Converts a float tensor to a fixed-size list of float16, one list per row.
+///
+/// # Errors
+///
+/// When the tensor's element count is not `rows * width`.
+pub fn f16_list(tensor: &Tensor, width: usize) -> Result<FixedSizeListArray> {
+    let values: Vec<f16> = Vec::try_from(tensor.to_kind(Kind::Half).contiguous().flatten(0, -1))?;
+    let values = Float16Array::from(values);
+    Ok(FixedSizeListArray::try_new(
+        cache::f16_item_field(),
+        width as i32,
+        Arc::new(values),
+        None,
+    )?)
+}
+
+fn teacher_batch(
+    teacher: &Teacher,
+    views: &[(u64, View)],
+    summary: &Tensor,
+    patches: &Tensor,
+) -> Result<RecordBatch> {
+    let shape = shape_of(teacher);
+    let crop = |f: fn(&View) -> u32| -> ArrayRef {
+        Arc::new(UInt32Array::from_iter_values(views.iter().map(|(_, v)| f(v))))
+    };
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(views.iter().map(|(id, _)| *id))),
+        Arc::new(UInt16Array::from_iter_values(views.iter().map(|(_, v)| v.index))),
+        crop(|v| v.crop.x),
+        crop(|v| v.crop.y),
+        crop(|v| v.crop.width),
+        crop(|v| v.crop.height),
+        Arc::new(BooleanArray::from_iter(views.iter().map(|(_, v)| Some(v.flip)))),
+    ];
+    if shape.summary_dim > 0 {
+        columns.push(Arc::new(f16_list(summary, shape.summary_dim)?));
+    }
+    columns.push(Arc::new(f16_list(patches, shape.patch_values())?));
+    Ok(RecordBatch::try_new(teacher_schema(teacher), columns)?)
+}
+
+fn finish_cache(
+    pipeline: &Pipeline,
+    teachers: &[Teacher],
+    source: &FolderSource,
+    dir: &Path,
+    sinks: Sinks,
+    images: usize,
+    rejected: Vec<Rejected>,
+) -> Result<ExtractReport> {
+    let format = pipeline.extract.format;
+    let images_summary = sinks.images.finish()?;
+    let summaries: Vec<TableSummary> = sinks
+        .teachers
+        .into_iter()
+        .map(TableSink::finish)
+        .collect::<Result<_>>()?;
+    let views = pipeline.extract.views_per_image;
+    let rows = images * views;
+    let entries: Vec<TeacherEntry> = teachers
+        .iter()
+        .zip(&pipeline.teachers)
+        .zip(&summaries)
+        .map(|((t, cfg), s)| TeacherEntry {
+            name: t.name().to_string(),
+            table: cache::teacher_table_path(t.name(), format),
+            module_path: absolute(&cfg.path),
+            precision: cfg.precision.clone(),
+            rows: s.rows,
+            bytes: s.bytes,
+            sidecar: t.sidecar().clone(),
+        })
+        .collect();
+    let manifest = Manifest {
+        format: "distillery-cache".into(),
+        format_version: FORMAT_VERSION,
+        distillery_version: env!("CARGO_PKG_VERSION").into(),
+        created_unix: unix_now(),
+        table_format: format,
+        source_root: absolute(source.root()),
+        images_table: cache::images_table_path(format),
+        images,
+        views_per_image: views,
+        rows,
+        rejected: rejected.clone(),
+        teachers: entries,
+        pipeline: pipeline.clone(),
+    };
+    manifest.save(dir)?;
+    let teachers = teachers
+        .iter()
+        .zip(&summaries)
+        .map(|(t, s)| {
+            let shape = shape_of(t);
+            TeacherReport {
+                name: t.name().to_string(),
+                rows: s.rows,
+                bytes: s.bytes,
+                raw_f16_bytes: (s.rows * (shape.summary_dim + shape.patch_values()) * 2) as u64,
+            }
+        })
+        .collect();
+    Ok(ExtractReport {
+        output: dir.to_path_buf(),
+        images,
+        rejected,
+        views_per_image: views,
+        rows,
+        teachers,
+        images_table_bytes: images_summary.bytes,
+        seconds: 0.0,
+    })
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

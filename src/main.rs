@@ -1,0 +1,274 @@
+//! The `distillery` command line: parses flags, runs a stage, prints what it did.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use distillery::config::{CacheFormat, Pipeline, TrainConfig};
+use distillery::progress::Progress;
+use distillery::{cache, extract, stats, train};
+
+#[derive(Parser)]
+#[command(name = "distillery", version, about = "Multi-teacher distillation from cached teacher features")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the teachers once over a source and write a feature cache.
+    Extract(ExtractArgs),
+    /// Train a student from a cache alone (no teacher is run).
+    Train(TrainArgs),
+    /// Print and write per-teacher feature statistics of a cache.
+    Stats(StatsArgs),
+}
+
+#[derive(Args)]
+struct ExtractArgs {
+    /// Pipeline TOML file; the flags below override its values.
+    #[arg(long)]
+    pipeline: PathBuf,
+    /// Image folder (overrides source.path).
+    #[arg(long)]
+    source: Option<PathBuf>,
+    /// Cache directory to create (overrides extract.output).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Augmented views per image (overrides extract.views_per_image; default 2).
+    #[arg(long)]
+    views_per_image: Option<usize>,
+    /// Seed of the view generator (overrides extract.seed; default 0).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Views per teacher forward pass (overrides extract.batch_size; default 32).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Torch device: cpu, cuda or cuda:N (overrides extract.device; default cpu).
+    #[arg(long)]
+    device: Option<String>,
+    /// Table format: lance or parquet (overrides extract.format; default lance).
+    #[arg(long)]
+    format: Option<CacheFormat>,
+    /// Replace an existing cache at the output path, once the new one is complete.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Cache to train from (default: the pipeline's extract.output).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Pipeline TOML whose [train] section to use (default: the one recorded in the
+    /// cache's manifest).
+    #[arg(long)]
+    pipeline: Option<PathBuf>,
+    /// Directory for the checkpoint and loss log (overrides train.output).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Passes over the cache (overrides train.epochs; default 2).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Rows per step (overrides train.batch_size; default 16).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Peak learning rate (overrides train.lr; default 1e-3).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Seed of initialisation and shuffling (overrides train.seed; default 0).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Torch device (overrides train.device; default cpu).
+    #[arg(long)]
+    device: Option<String>,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Cache directory.
+    #[arg(long)]
+    cache: PathBuf,
+    /// Directory for the Parquet tables (default: <cache>/stats).
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+/// Draws one progress bar per stage on stderr (hidden when stderr is not a terminal).
+struct Bars {
+    bar: std::sync::Mutex<Option<ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Self {
+        Bars {
+            bar: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl Progress for Bars {
+    fn begin(&self, stage: &str, total: u64) {
+        let bar = ProgressBar::new(total);
+        let template = "{prefix:>8} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}";
+        bar.set_style(ProgressStyle::with_template(template).expect("template").progress_chars("=> "));
+        bar.set_prefix(stage.to_string());
+        *self.bar.lock().expect("bar") = Some(bar);
+    }
+
+    fn advance(&self, units: u64, bytes: u64) {
+        if let Some(bar) = self.bar.lock().expect("bar").as_ref() {
+            bar.inc(units);
+            if bytes > 0 {
+                let written = bar.message().parse::<u64>().unwrap_or(0) + bytes;
+                bar.set_message(written.to_string());
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = self.bar.lock().expect("bar").take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DISTILLERY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Extract(args) => run_extract(args),
+        Command::Train(args) => run_train(args),
+        Command::Stats(args) => run_stats(args),
+    }
+}
+
+fn run_extract(args: ExtractArgs) -> Result<()> {
+    let mut pipeline = Pipeline::load(&args.pipeline)?;
+    let e = &mut pipeline.extract;
+    if let Some(v) = args.source {
+        pipeline.source.path = v;
+    }
+    if let Some(v) = args.output {
+        e.output = v;
+    }
+    if let Some(v) = args.views_per_image {
+        e.views_per_image = v;
+    }
+    if let Some(v) = args.seed {
+        e.seed = v;
+    }
+    if let Some(v) = args.batch_size {
+        e.batch_size = v;
+    }
+    if let Some(v) = args.device {
+        e.device = v;
+    }
+    if let Some(v) = args.format {
+        e.format = v;
+    }
+    e.overwrite |= args.overwrite;
+    pipeline.validate()?;
+    let report = extract::run(&pipeline, &Bars::new())?;
+    print_extract(&report);
+    Ok(())
+}
+
+fn print_extract(r: &extract::ExtractReport) {
+    println!(
+        "extract: {} images, {} views each, {} rows per teacher, in {:.1}s",
+        r.images, r.views_per_image, r.rows, r.seconds
+    );
+    for rej in &r.rejected {
+        println!("  skipped {}: {}", rej.path, rej.error);
+    }
+    println!("  {:<12} {:>8} {:>14} {:>14} {:>7}", "teacher", "rows", "bytes", "raw f16", "ratio");
+    for t in &r.teachers {
+        let ratio = t.bytes as f64 / t.raw_f16_bytes.max(1) as f64;
+        println!(
+            "  {:<12} {:>8} {:>14} {:>14} {:>7.3}",
+            t.name, t.rows, t.bytes, t.raw_f16_bytes, ratio
+        );
+    }
+    println!("  images table: {} bytes", r.images_table_bytes);
+    println!("  cache: {}", r.output.display());
+}
+
+fn run_train(args: TrainArgs) -> Result<()> {
+    let (cache_dir, mut config) = train_config(args.cache.as_deref(), args.pipeline.as_deref())?;
+    if let Some(v) = args.output {
+        config.output = v;
+    }
+    if let Some(v) = args.epochs {
+        config.epochs = v;
+    }
+    if let Some(v) = args.batch_size {
+        config.batch_size = v;
+    }
+    if let Some(v) = args.lr {
+        config.lr = v;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
+    if let Some(v) = args.device {
+        config.device = v;
+    }
+    let report = train::run(&cache_dir, &config, &Bars::new())?;
+    print_train(&report);
+    Ok(())
+}
+
+/// The cache and [train] section to use: the pipeline file's if given, else the one
+/// recorded in the cache.
+fn train_config(cache: Option<&Path>, pipeline: Option<&Path>) -> Result<(PathBuf, TrainConfig)> {
+    if let Some(path) = pipeline {
+        let p = Pipeline::load(path)?;
+        let dir = cache.map(Path::to_path_buf).unwrap_or_else(|| p.cache_dir());
+        return Ok((dir, p.train));
+    }
+    let dir = cache.context("train needs --cache or --pipeline")?;
+    let manifest = cache::Manifest::load(dir)?;
+    Ok((dir.to_path_buf(), manifest.pipeline.train))
+}
+
+fn print_train(r: &train::TrainReport) {
+    println!(
+        "train: {} steps over {} rows in {:.1}s, no teacher run",
+        r.steps, r.rows, r.seconds
+    );
+    println!("  {:<22} {:>10} {:>10}", "loss", "first", "last");
+    println!("  {:<22} {:>10.4} {:>10.4}", "total", r.first.loss, r.last.loss);
+    for (name, first) in &r.first.terms {
+        let last = r.last.terms.get(name).copied().unwrap_or(f64::NAN);
+        println!("  {name:<22} {first:>10.4} {last:>10.4}");
+    }
+    println!("  checkpoint: {}", r.output.join(train::CHECKPOINT_FILE).display());
+    println!("  loss log: {}", r.output.join(train::LOG_FILE).display());
+}
+
+fn run_stats(args: StatsArgs) -> Result<()> {
+    let tables = stats::compute(&args.cache, &Bars::new())?;
+    let out = args.output.unwrap_or_else(|| args.cache.join("stats"));
+    stats::write(&tables, &out)?;
+    std::env::set_var("POLARS_FMT_MAX_COLS", "16");
+    std::env::set_var("POLARS_FMT_TABLE_WIDTH", "160");
+    println!("stats: {}", tables.overall);
+    println!("  per-dimension table: {}", out.join(stats::PER_DIM_FILE).display());
+    println!("  overall table: {}", out.join(stats::OVERALL_FILE).display());
+    Ok(())
+}

@@ -1,0 +1,446 @@
+//! Stage 2, `train`: train the student from a cache alone.
+//!
+//! No teacher is loaded or run. For each row the student's input is rebuilt from the
+//! source image, the stored crop box and flip, at the student's resolution; targets are
+//! read from the teacher tables by row (Lance `take`), in shuffled batches.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float16Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, BooleanArray, RecordBatch};
+use image::imageops::FilterType;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::Serialize;
+use tch::nn::{self, OptimizerConfig};
+use tch::{Device, Kind, Tensor};
+
+use crate::cache::{self, teacher_columns as tc, FeatureShape, Manifest, TableReader};
+use crate::config::{LossWeights, TrainConfig};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::sources::decode_rgb;
+use crate::student::{teacher_loss, Student, STUDENT_MEAN, STUDENT_STD};
+use crate::teacher::parse_device;
+use crate::views::{render, CropBox, View};
+
+/// File name of the checkpoint in the training output.
+pub const CHECKPOINT_FILE: &str = "student.safetensors";
+/// File name of the per-step loss log (JSON lines).
+pub const LOG_FILE: &str = "train_log.jsonl";
+
+/// Bytes of decoded images kept in memory between steps.
+pub const DECODED_BUDGET: usize = 2 << 30;
+
+/// Source images by id, decoded on first use and kept while they fit the budget.
+struct ImageStore {
+    paths: HashMap<u64, PathBuf>,
+    decoded: std::sync::Mutex<(usize, HashMap<u64, std::sync::Arc<image::RgbImage>>)>,
+    budget: usize,
+}
+
+impl ImageStore {
+    fn new(paths: HashMap<u64, PathBuf>, budget: usize) -> Self {
+        ImageStore {
+            paths,
+            decoded: std::sync::Mutex::new((0, HashMap::new())),
+            budget,
+        }
+    }
+
+    fn get(&self, manifest: &Manifest, row: u64, id: u64) -> Result<std::sync::Arc<image::RgbImage>> {
+        if let Some(image) = self.decoded.lock().expect("image store").1.get(&id) {
+            return Ok(image.clone());
+        }
+        let path = self.paths.get(&id).ok_or_else(|| {
+            Error::cache(
+                &manifest.source_root,
+                format!("row {row}: image {id} is not in the images table"),
+            )
+        })?;
+        let image = decode_rgb(path)
+            .map_err(|m| Error::Train(format!("row {row}: cannot read {}: {m}", path.display())))?;
+        let image = std::sync::Arc::new(image);
+        let mut guard = self.decoded.lock().expect("image store");
+        let (used, map) = &mut *guard;
+        let size = image.as_raw().len();
+        if *used + size <= self.budget {
+            *used += size;
+            map.insert(id, image.clone());
+        }
+        Ok(image)
+    }
+}
+
+/// One step's record in the loss log.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepLog {
+    pub step: usize,
+    pub epoch: usize,
+    pub lr: f64,
+    pub loss: f64,
+    /// Loss terms by name: `<teacher>/summary` and `<teacher>/patch`, unweighted.
+    pub terms: std::collections::BTreeMap<String, f64>,
+}
+
+/// What a training run did.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    pub output: PathBuf,
+    pub steps: usize,
+    pub rows: usize,
+    pub first: StepLog,
+    pub last: StepLog,
+    pub seconds: f64,
+}
+
+/// The view of each row, read once from the cache.
+struct RowView {
+    image_id: u64,
+    view: View,
+}
+
+struct TeacherTable {
+    name: String,
+    shape: FeatureShape,
+    reader: TableReader,
+    weights: LossWeights,
+}
+
+/// Trains a student from the cache at `cache_dir`.
+///
+/// # Errors
+///
+/// A cache that is missing or inconsistent, an image that can no longer be read, or a
+/// training value out of range.
+pub fn run(cache_dir: &Path, config: &TrainConfig, progress: &dyn Progress) -> Result<TrainReport> {
+    config.validate()?;
+    let started = Instant::now();
+    let manifest = Manifest::load(cache_dir)?;
+    let tables = open_teachers(cache_dir, &manifest, config)?;
+    let rows = read_views(&tables[0].reader)?;
+    check_alignment(&tables, &rows)?;
+    let images = ImageStore::new(read_image_paths(cache_dir, &manifest)?, DECODED_BUDGET);
+    let device = parse_device(&config.device)?;
+    std::fs::create_dir_all(&config.output).map_err(|e| Error::io(&config.output, e))?;
+
+    tch::manual_seed(config.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let shapes: Vec<(String, FeatureShape)> =
+        tables.iter().map(|t| (t.name.clone(), t.shape)).collect();
+    let student = Student::new(&vs.root(), &config.student, &shapes);
+    let mut opt = nn::AdamW {
+        wd: config.weight_decay,
+        ..Default::default()
+    }
+    .build(&vs, config.lr)?;
+
+    let steps_per_epoch = rows.len().div_ceil(config.batch_size);
+    let total = steps_per_epoch * config.epochs;
+    let log_path = config.output.join(LOG_FILE);
+    let mut log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
+    let mut first = None;
+    let mut last = None;
+    let mut step = 0;
+    progress.begin("train", total as u64);
+    for epoch in 0..config.epochs {
+        let mut order: Vec<u64> = (0..rows.len() as u64).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.seed ^ (epoch as u64) << 32));
+        for batch in order.chunks(config.batch_size) {
+            let lr = learning_rate(config, step, total);
+            opt.set_lr(lr);
+            let inputs = student_inputs(&manifest, &images, &rows, batch, &config.student)?;
+            let record = train_step(&student, &mut opt, &tables, batch, &inputs.to_device(device))?;
+            let entry = StepLog {
+                step,
+                epoch,
+                lr,
+                loss: record.0,
+                terms: record.1,
+            };
+            let line = serde_json::to_string(&entry).expect("log line serialises");
+            writeln!(log, "{line}").map_err(|e| Error::io(&log_path, e))?;
+            tracing::debug!(step, loss = entry.loss, "train step");
+            first.get_or_insert_with(|| entry.clone());
+            last = Some(entry);
+            step += 1;
+            progress.advance(1, 0);
+        }
+    }
+    progress.finish();
+    save_checkpoint(&vs, &student, &config.output.join(CHECKPOINT_FILE))?;
+    Ok(TrainReport {
+        output: config.output.clone(),
+        steps: step,
+        rows: rows.len(),
+        first: first.expect("at least one step"),
+        last: last.expect("at least one step"),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Linear warm-up to the peak rate, then cosine decay to zero at the last step.
+pub fn learning_rate(config: &TrainConfig, step: usize, total: usize) -> f64 {
+    let warmup = config.warmup_steps.min(total.saturating_sub(1));
+    if step < warmup {
+        return config.lr * (step + 1) as f64 / warmup as f64;
+    }
+    let span = (total - warmup).max(1) as f64;
+    let progress = (step - warmup) as f64 / span;
+    config.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
+fn open_teachers(dir: &Path, manifest: &Manifest, config: &TrainConfig) -> Result<Vec<TeacherTable>> {
+    for name in config.loss.keys() {
+        if manifest.teacher(name).is_none() {
+            return Err(Error::Train(format!(
+                "train.loss.{name} names a teacher the cache {} does not hold",
+                dir.display()
+            )));
+        }
+    }
+    manifest
+        .teachers
+        .iter()
+        .map(|entry| {
+            let path = dir.join(&entry.table);
+            let reader = TableReader::open(&path, manifest.table_format)?;
+            let shape = cache::feature_shape_of(reader.schema())
+                .map_err(|m| Error::cache(&path, m))?;
+            if reader.num_rows() != manifest.rows {
+                return Err(Error::cache(
+                    &path,
+                    format!("has {} rows, the manifest says {}", reader.num_rows(), manifest.rows),
+                ));
+            }
+            Ok(TeacherTable {
+                name: entry.name.clone(),
+                shape,
+                reader,
+                weights: config.loss.get(&entry.name).copied().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+fn read_views(reader: &TableReader) -> Result<Vec<RowView>> {
+    let columns = [tc::IMAGE_ID, tc::VIEW, tc::CROP_X, tc::CROP_Y, tc::CROP_W, tc::CROP_H, tc::FLIP];
+    let mut out = Vec::with_capacity(reader.num_rows());
+    for batch in reader.scan(&columns, 8192)? {
+        let batch = batch?;
+        let u32s = |name: &str| batch[name].as_primitive::<UInt32Type>().clone();
+        let ids = batch[tc::IMAGE_ID].as_primitive::<UInt64Type>().clone();
+        let views = batch[tc::VIEW].as_primitive::<UInt16Type>().clone();
+        let (x, y, w, h) = (u32s(tc::CROP_X), u32s(tc::CROP_Y), u32s(tc::CROP_W), u32s(tc::CROP_H));
+        let flips: &BooleanArray = batch[tc::FLIP].as_boolean();
+        for i in 0..batch.num_rows() {
+            out.push(RowView {
+                image_id: ids.value(i),
+                view: View {
+                    index: views.value(i),
+                    crop: CropBox {
+                        x: x.value(i),
+                        y: y.value(i),
+                        width: w.value(i),
+                        height: h.value(i),
+                    },
+                    flip: flips.value(i),
+                },
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Checks that every teacher table lists the same (image, view) in the same order.
+fn check_alignment(tables: &[TeacherTable], rows: &[RowView]) -> Result<()> {
+    for table in &tables[1..] {
+        let other = read_views(&table.reader)?;
+        let mismatch = rows
+            .iter()
+            .zip(&other)
+            .position(|(a, b)| a.image_id != b.image_id || a.view != b.view);
+        if let Some(row) = mismatch {
+            return Err(Error::Train(format!(
+                "teacher {} differs from teacher {} at row {row}: the tables are not aligned",
+                table.name, tables[0].name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn read_image_paths(dir: &Path, manifest: &Manifest) -> Result<HashMap<u64, PathBuf>> {
+    let reader = TableReader::open(&dir.join(&manifest.images_table), manifest.table_format)?;
+    let mut out = HashMap::with_capacity(reader.num_rows());
+    for batch in reader.scan(&[cache::images_columns::ID, cache::images_columns::PATH], 8192)? {
+        let batch = batch?;
+        let ids = batch[cache::images_columns::ID].as_primitive::<UInt64Type>();
+        let paths = batch[cache::images_columns::PATH].as_string::<i32>();
+        for i in 0..batch.num_rows() {
+            out.insert(ids.value(i), manifest.source_root.join(paths.value(i)));
+        }
+    }
+    Ok(out)
+}
+
+/// Rebuilds the student's input for `batch` rows: normalised `[B, 3, S, S]`.
+fn student_inputs(
+    manifest: &Manifest,
+    images: &ImageStore,
+    rows: &[RowView],
+    batch: &[u64],
+    student: &crate::config::StudentConfig,
+) -> Result<Tensor> {
+    let size = student.image_size as u32;
+    let rendered: Vec<Vec<u8>> = batch
+        .par_iter()
+        .map(|&row| {
+            let r = &rows[row as usize];
+            let image = images.get(manifest, row, r.image_id)?;
+            Ok(render(&image, &r.view, size, size, FilterType::CatmullRom).into_raw())
+        })
+        .collect::<Result<_>>()?;
+    let bytes: Vec<u8> = rendered.concat();
+    let s = size as i64;
+    // [B, S, S, 3] uint8 -> [B, 3, S, S] normalised float
+    let x = Tensor::from_slice(&bytes)
+        .view([batch.len() as i64, s, s, 3])
+        .permute([0, 3, 1, 2])
+        .to_kind(Kind::Float)
+        / 255.0;
+    let mean = Tensor::from_slice(&STUDENT_MEAN).view([1, 3, 1, 1]);
+    let std = Tensor::from_slice(&STUDENT_STD).view([1, 3, 1, 1]);
+    Ok((x - mean) / std)
+}
+
+/// Decodes a fixed-size list of float16 column into a float tensor `[rows, width]`.
+///
+/// # Errors
+///
+/// When the column is not a fixed-size list of float16.
+pub fn f16_column(batch: &RecordBatch, name: &str) -> Result<Tensor> {
+    let list = batch[name]
+        .as_fixed_size_list_opt()
+        .ok_or_else(|| Error::Train(format!("column {name} is not a fixed-size list")))?;
+    let width = list.value_length() as i64;
+    let values = list.values().as_primitive_opt::<Float16Type>().ok_or_else(|| {
+        Error::Train(format!("column {name} does not hold float16"))
+    })?;
+    let start = list.offset() * width as usize;
+    let slice = &values.values()[start..start + list.len() * width as usize];
+    Ok(Tensor::from_slice(slice).view([list.len() as i64, width]).to_kind(Kind::Float))
+}
+
+type StepRecord = (f64, std::collections::BTreeMap<String, f64>);
+
+fn train_step(
+    student: &Student,
+    opt: &mut nn::Optimizer,
+    tables: &[TeacherTable],
+    batch: &[u64],
+    inputs: &Tensor,
+) -> Result<StepRecord> {
+    let device = inputs.device();
+    let predictions = student.forward(inputs);
+    let mut total = Tensor::zeros([], (Kind::Float, device));
+    let mut terms = std::collections::BTreeMap::new();
+    for (table, prediction) in tables.iter().zip(&predictions) {
+        let (summary, patches) = targets(table, batch, device)?;
+        let loss = teacher_loss(prediction, summary.as_ref(), &patches);
+        if let Some(s) = &loss.summary {
+            terms.insert(format!("{}/summary", table.name), s.double_value(&[]));
+            total = total + s * table.weights.summary;
+        }
+        terms.insert(format!("{}/patch", table.name), loss.patch.double_value(&[]));
+        total = total + &loss.patch * table.weights.patch;
+    }
+    opt.backward_step(&total);
+    Ok((total.double_value(&[]), terms))
+}
+
+fn targets(table: &TeacherTable, batch: &[u64], device: Device) -> Result<(Option<Tensor>, Tensor)> {
+    let s = table.shape;
+    let mut columns = vec![tc::PATCH_TOKENS];
+    if s.summary_dim > 0 {
+        columns.push(tc::SUMMARY);
+    }
+    let rows = table.reader.take(batch, &columns)?;
+    let b = batch.len() as i64;
+    let patches = f16_column(&rows, tc::PATCH_TOKENS)?
+        .view([b, s.num_tokens() as i64, s.patch_dim as i64])
+        .to_device(device);
+    let summary = if s.summary_dim > 0 {
+        Some(f16_column(&rows, tc::SUMMARY)?.to_device(device))
+    } else {
+        None
+    };
+    Ok((summary, patches))
+}
+
+/// Writes the student's variables as safetensors, with its configuration and its
+/// teachers' feature shapes in the header metadata.
+fn save_checkpoint(vs: &nn::VarStore, student: &Student, path: &Path) -> Result<()> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut buffers = Vec::with_capacity(named.len());
+    for (name, tensor) in &named {
+        let values: Vec<f32> = Vec::try_from(tensor.to_device(Device::Cpu).contiguous().flatten(0, -1))?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
+        buffers.push((name.clone(), shape, bytes));
+    }
+    let views = buffers
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map_err(|e| Error::Train(format!("checkpoint tensor {name}: {e:?}")))?;
+            Ok((name.clone(), view))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let teachers: Vec<serde_json::Value> = student
+        .adaptors
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "name": a.teacher,
+                "summary_dim": a.shape.summary_dim,
+                "grid": [a.shape.grid_h, a.shape.grid_w],
+                "patch_dim": a.shape.patch_dim,
+            })
+        })
+        .collect();
+    let metadata = HashMap::from([
+        ("format".to_string(), "distillery-student/1".to_string()),
+        ("config".to_string(), serde_json::to_string(&student.config).expect("config")),
+        ("teachers".to_string(), serde_json::Value::from(teachers).to_string()),
+    ]);
+    safetensors::tensor::serialize_to_file(views, &Some(metadata), path)
+        .map_err(|e| Error::Train(format!("cannot write {}: {e:?}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learning_rate_warms_up_then_decays_to_zero() {
+        let config = TrainConfig {
+            lr: 1.0,
+            warmup_steps: 4,
+            ..Default::default()
+        };
+        let lrs: Vec<f64> = (0..20).map(|s| learning_rate(&config, s, 20)).collect();
+        assert!((lrs[0] - 0.25).abs() < 1e-12);
+        assert!((lrs[3] - 1.0).abs() < 1e-12);
+        assert!((lrs[4] - 1.0).abs() < 1e-12);
+        assert!(lrs[4..].windows(2).all(|w| w[1] <= w[0]));
+        assert!(lrs[19] < 0.01);
+    }
+}
