@@ -10,7 +10,7 @@ use std::path::Path;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Float16Type;
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use polars::prelude::*;
 
 use crate::cache::{self, teacher_columns as tc, FeatureShape, Manifest, TableReader};

@@ -222,7 +222,8 @@ pub struct TeacherLoss {
 /// Mean cosine distance along the last axis.
 pub fn cosine_distance(prediction: &Tensor, target: &Tensor) -> Tensor {
     let last = prediction.dim() as i64 - 1;
-    (1.0 - prediction.cosine_similarity(target, last, 1e-8)).mean(Kind::Float)
+    let cos = Tensor::cosine_similarity(prediction, target, last, 1e-8);
+    cos.neg().g_add_scalar(1.0).mean(Kind::Float)
 }
 
 /// The AM-RADIO losses of one teacher.

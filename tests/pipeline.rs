@@ -1,0 +1,329 @@
+//! End-to-end tests of extract, train and stats on real photographs with real teacher
+//! architectures (random weights), through the built binary.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float16Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use common::*;
+use distillery::cache::{teacher_columns as tc, Manifest, TableReader};
+use distillery::config::CacheFormat;
+use distillery::sources::decode_rgb;
+use distillery::views::{filter_for, render, CropBox, View};
+use tch::{CModule, IValue, Tensor};
+
+fn read_all(cache: &Path, table: &str, format: CacheFormat) -> RecordBatch {
+    let reader = TableReader::open(&cache.join(table), format).unwrap();
+    let names: Vec<String> = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let rows: Vec<u64> = (0..reader.num_rows() as u64).collect();
+    reader.take(&rows, &names).unwrap()
+}
+
+fn f16_rows(batch: &RecordBatch, column: &str) -> Vec<Vec<f32>> {
+    let list = batch[column].as_fixed_size_list();
+    (0..list.len())
+        .map(|i| {
+            let v = list.value(i);
+            v.as_primitive::<Float16Type>().values().iter().map(|x| x.to_f32()).collect()
+        })
+        .collect()
+}
+
+fn view_of(batch: &RecordBatch, row: usize) -> View {
+    let u32s = |c: &str| batch[c].as_primitive::<UInt32Type>().value(row);
+    View {
+        index: batch[tc::VIEW].as_primitive::<UInt16Type>().value(row),
+        crop: CropBox {
+            x: u32s(tc::CROP_X),
+            y: u32s(tc::CROP_Y),
+            width: u32s(tc::CROP_W),
+            height: u32s(tc::CROP_H),
+        },
+        flip: batch[tc::FLIP].as_boolean().value(row),
+    }
+}
+
+/// The teacher run by hand: our own normalisation loop, TorchScript called directly.
+fn direct_run(module: &CModule, pixels: &image::RgbImage, mean: [f64; 3], std: [f64; 3]) -> (Vec<f32>, Vec<f32>) {
+    let (w, h) = pixels.dimensions();
+    let mut chw = vec![0f32; (3 * w * h) as usize];
+    for (x, y, p) in pixels.enumerate_pixels() {
+        for c in 0..3 {
+            let v = (f64::from(p.0[c]) / 255.0 - mean[c]) / std[c];
+            chw[(c as u32 * w * h + y * w + x) as usize] = v as f32;
+        }
+    }
+    let input = Tensor::from_slice(&chw).view([1, 3, h as i64, w as i64]);
+    let _guard = tch::no_grad_guard();
+    let IValue::Tuple(out) = module.forward_is(&[IValue::Tensor(input)]).unwrap() else {
+        panic!("teacher output is not a tuple");
+    };
+    let flat = |v: &IValue| match v {
+        IValue::Tensor(t) => Vec::<f32>::try_from(t.flatten(0, -1)).unwrap(),
+        _ => panic!("not a tensor"),
+    };
+    (flat(&out[0]), flat(&out[1]))
+}
+
+/// Largest |cached - direct| / (|direct| + 1e-2) over all values.
+fn worst_relative_error(cached: &[f32], direct: &[f32]) -> f32 {
+    assert_eq!(cached.len(), direct.len());
+    cached
+        .iter()
+        .zip(direct)
+        .map(|(c, d)| (c - d).abs() / (d.abs() + 1e-2))
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn cached_features_match_a_direct_teacher_run() {
+    let cache = shared_cache();
+    let manifest = Manifest::load(cache).unwrap();
+    let images = read_all(cache, &manifest.images_table, manifest.table_format);
+    let ids = images["id"].as_primitive::<UInt64Type>();
+    let paths = images["path"].as_string::<i32>();
+    let path_of: HashMap<u64, String> =
+        (0..images.num_rows()).map(|i| (ids.value(i), paths.value(i).to_string())).collect();
+
+    for entry in &manifest.teachers {
+        let table = read_all(cache, &entry.table, manifest.table_format);
+        let module = CModule::load(&entry.module_path).unwrap();
+        let patches = f16_rows(&table, tc::PATCH_TOKENS);
+        let summaries = (entry.sidecar.summary_dim > 0).then(|| f16_rows(&table, tc::SUMMARY));
+        let s = &entry.sidecar;
+        for row in [0, 3, table.num_rows() - 1] {
+            let id = table[tc::IMAGE_ID].as_primitive::<UInt64Type>().value(row);
+            let image = decode_rgb(&fixture().photos.join(&path_of[&id])).unwrap();
+            let view = view_of(&table, row);
+            let (h, w) = (s.input_size[1] as u32, s.input_size[2] as u32);
+            let pixels = render(&image, &view, w, h, filter_for(&s.interpolation));
+            let (summary, tokens) = direct_run(&module, &pixels, s.mean, s.std);
+            // float16 keeps 11 significant bits: 2^-11 relative, plus batching noise.
+            let err = worst_relative_error(&patches[row], &tokens);
+            assert!(err < 2e-3, "{} row {row}: patch tokens off by {err}", entry.name);
+            match &summaries {
+                Some(cached) => {
+                    let err = worst_relative_error(&cached[row], &summary);
+                    assert!(err < 2e-3, "{} row {row}: summary off by {err}", entry.name);
+                }
+                None => assert!(summary.is_empty(), "{} has a summary", entry.name),
+            }
+        }
+    }
+}
+
+#[test]
+fn same_seed_gives_the_same_cache_and_another_seed_other_views() {
+    let dir = scratch("seeds");
+    let same = write_pipeline(&dir, 2, 0, "");
+    extract(&dir, &same, &["--output", "again"]);
+    extract(&dir, &same, &["--output", "other", "--seed", "1"]);
+    let manifest = Manifest::load(shared_cache()).unwrap();
+    for entry in &manifest.teachers {
+        let a = read_all(shared_cache(), &entry.table, CacheFormat::Lance);
+        let b = read_all(&dir.join("again"), &entry.table, CacheFormat::Lance);
+        let c = read_all(&dir.join("other"), &entry.table, CacheFormat::Lance);
+        assert_eq!(a, b, "{}: same seed gave another table", entry.name);
+        let crops = |t: &RecordBatch| t[tc::CROP_X].as_primitive::<UInt32Type>().values().to_vec();
+        assert_ne!(crops(&a), crops(&c), "{}: seed 1 gave the same crops", entry.name);
+        assert_eq!(&a[tc::IMAGE_ID], &c[tc::IMAGE_ID], "row order depends on the seed");
+        assert_ne!(&a[tc::PATCH_TOKENS], &c[tc::PATCH_TOKENS]);
+    }
+}
+
+#[test]
+fn corrupt_and_empty_files_are_reported_and_every_good_image_is_cached() {
+    let cache = shared_cache();
+    let manifest = Manifest::load(cache).unwrap();
+    let mut rejected: Vec<(String, String)> =
+        manifest.rejected.iter().map(|r| (r.path.clone(), r.error.clone())).collect();
+    rejected.sort();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert_eq!(rejected[0].0, "broken.jpg");
+    assert!(rejected[0].1.starts_with("cannot decode"), "{rejected:?}");
+    assert_eq!(rejected[1], ("empty.png".into(), "empty file (0 bytes)".into()));
+
+    let images = read_all(cache, &manifest.images_table, manifest.table_format);
+    let mut cached: Vec<String> =
+        images["path"].as_string::<i32>().iter().map(|p| p.unwrap().to_string()).collect();
+    cached.sort();
+    assert_eq!(cached, fixture().good_images);
+    assert_eq!(manifest.rows, fixture().good_images.len() * 2);
+    for entry in &manifest.teachers {
+        assert_eq!(entry.rows, manifest.rows, "{}", entry.name);
+    }
+}
+
+#[test]
+fn stats_match_numpy_on_the_cache_read_by_pylance() {
+    let cache = shared_cache();
+    let stats_dir = scratch("stats");
+    let out = run_ok(
+        distillery(&stats_dir)
+            .args(["stats", "--cache"])
+            .arg(cache)
+            .arg("--output")
+            .arg(&stats_dir),
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("patch_tokens") && printed.contains("dinov2"), "{printed}");
+    let out = run_ok(
+        Command::new(python())
+            .arg(repo().join("tests/python/check_cache.py"))
+            .arg(cache)
+            .arg(&stats_dir),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // clip and dinov2 have both kinds, sam has patch tokens only.
+    assert_eq!(report["checked"].as_array().unwrap().len(), 5, "{report}");
+}
+
+#[test]
+fn parquet_cache_holds_the_same_rows_as_lance_and_reads_in_pyarrow() {
+    let dir = scratch("parquet");
+    let pipeline = write_pipeline(&dir, 2, 0, "");
+    extract(&dir, &pipeline, &["--format", "parquet"]);
+    let parquet = dir.join("cache");
+    let manifest = Manifest::load(&parquet).unwrap();
+    assert_eq!(manifest.table_format, CacheFormat::Parquet);
+    for entry in &manifest.teachers {
+        let lance_table = entry.table.replace(".parquet", ".lance");
+        let a = read_all(shared_cache(), &lance_table, CacheFormat::Lance);
+        let b = read_all(&parquet, &entry.table, CacheFormat::Parquet);
+        assert_eq!(a.columns(), b.columns(), "{}", entry.name);
+    }
+    let stats_dir = dir.join("stats");
+    run_ok(distillery(&dir).args(["stats", "--cache", "cache", "--output", "stats"]));
+    run_ok(Command::new(python()).arg(repo().join("tests/python/check_cache.py")).arg(&parquet).arg(&stats_dir));
+}
+
+fn log_terms(path: &Path) -> Vec<HashMap<String, f64>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let mut terms: HashMap<String, f64> = v["terms"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+                .collect();
+            terms.insert("total".into(), v["loss"].as_f64().unwrap());
+            terms
+        })
+        .collect()
+}
+
+#[test]
+fn training_from_the_cache_lowers_every_loss_term_without_any_teacher() {
+    let dir = scratch("train");
+    let teachers = dir.join("teachers");
+    std::fs::create_dir_all(&teachers).unwrap();
+    let mut text = std::fs::read_to_string(write_pipeline(&dir, 2, 0, "")).unwrap();
+    for (name, _) in TEACHERS {
+        for ext in ["pt", "pt.json"] {
+            std::fs::copy(fixture().teachers.join(format!("{name}.{ext}")), teachers.join(format!("{name}.{ext}"))).unwrap();
+        }
+        text = text.replace(
+            &format!("{:?}", fixture().teachers.join(format!("{name}.pt"))),
+            &format!("\"teachers/{name}.pt\""),
+        );
+    }
+    text += "\n[train]\noutput = \"student\"\nepochs = 10\nbatch_size = 6\nwarmup_steps = 3\n";
+    std::fs::write(dir.join("pipeline.toml"), text).unwrap();
+    extract(&dir, &dir.join("pipeline.toml"), &[]);
+    // Without the teacher files, a run that loaded or ran a teacher could not succeed.
+    std::fs::remove_dir_all(&teachers).unwrap();
+    let out = run_ok(distillery(&dir).args(["train", "--pipeline", "pipeline.toml"]));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("no teacher run"), "{printed}");
+
+    let log = log_terms(&dir.join("student/train_log.jsonl"));
+    assert_eq!(log.len(), 10 * (fixture().good_images.len() * 2).div_ceil(6));
+    let mean = |steps: &[HashMap<String, f64>], k: &str| steps.iter().map(|s| s[k]).sum::<f64>() / steps.len() as f64;
+    let (head, tail) = (&log[..3], &log[log.len() - 3..]);
+    let expected = ["total", "clip/summary", "clip/patch", "dinov2/summary", "dinov2/patch", "sam/patch"];
+    assert_eq!(log[0].len(), expected.len(), "{:?}", log[0]);
+    for term in expected {
+        let (first, last) = (mean(head, term), mean(tail, term));
+        assert!(last < first, "{term}: loss went from {first} to {last}");
+    }
+    let checkpoint = std::fs::read(dir.join("student/student.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(checkpoint[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&checkpoint[8..8 + header_len]).unwrap();
+    let config: serde_json::Value = serde_json::from_str(header["__metadata__"]["config"].as_str().unwrap()).unwrap();
+    assert_eq!(config["width"], 96);
+    assert!(header.get("adaptors.sam.patch.fc2.weight").is_some(), "{header}");
+}
+
+#[test]
+fn bad_inputs_fail_before_any_work_with_a_clear_error() {
+    let dir = scratch("bad");
+    let err = run_err(distillery(&dir).args(["extract", "--pipeline", "missing.toml"]));
+    assert!(err.contains("pipeline missing.toml: cannot read"), "{err}");
+
+    std::fs::write(dir.join("broken.toml"), "[source\npath = 1").unwrap();
+    let err = run_err(distillery(&dir).args(["extract", "--pipeline", "broken.toml"]));
+    assert!(err.contains("pipeline broken.toml: TOML parse error"), "{err}");
+
+    // A teacher file that is not TorchScript.
+    let pipeline = write_pipeline(&dir, 2, 0, "");
+    let fake = dir.join("fake.pt");
+    std::fs::write(&fake, b"not a model").unwrap();
+    std::fs::copy(fixture().teachers.join("clip.pt.json"), dir.join("fake.pt.json")).unwrap();
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    let clip = format!("{:?}", fixture().teachers.join("clip.pt"));
+    std::fs::write(dir.join("fake.toml"), text.replace(&clip, "\"fake.pt\"")).unwrap();
+    let err = run_err(distillery(&dir).args(["extract", "--pipeline", "fake.toml"]));
+    assert!(err.contains("teacher clip (fake.pt): cannot load the TorchScript module"), "{err}");
+
+    // A sidecar that disagrees with the module's outputs.
+    std::fs::copy(fixture().teachers.join("dinov2.pt"), dir.join("lying.pt")).unwrap();
+    let sidecar = std::fs::read_to_string(fixture().teachers.join("dinov2.pt.json")).unwrap();
+    std::fs::write(dir.join("lying.pt.json"), sidecar.replace("\"patch_dim\": 64", "\"patch_dim\": 48")).unwrap();
+    let dinov2 = format!("{:?}", fixture().teachers.join("dinov2.pt"));
+    std::fs::write(dir.join("lying.toml"), text.replace(&dinov2, "\"lying.pt\"")).unwrap();
+    let err = run_err(distillery(&dir).args(["extract", "--pipeline", "lying.toml"]));
+    assert!(
+        err.contains("teacher dinov2: patch tokens has shape [2, 25, 64], the sidecar says [2, 25, 48]"),
+        "{err}"
+    );
+    assert!(!dir.join("cache").exists() && !dir.join("cache.partial").exists());
+
+    // An existing cache is neither replaced nor touched without --overwrite.
+    extract(&dir, &pipeline, &[]);
+    let before = std::fs::read(dir.join("cache/manifest.json")).unwrap();
+    let err = run_err(distillery(&dir).args(["extract", "--pipeline", "pipeline.toml", "--seed", "3"]));
+    assert!(err.contains("cache: exists already; pass --overwrite"), "{err}");
+    assert_eq!(std::fs::read(dir.join("cache/manifest.json")).unwrap(), before);
+    // A failing run with --overwrite leaves the old cache as it was.
+    let err = run_err(distillery(&dir).args(["extract", "--pipeline", "lying.toml", "--overwrite"]));
+    assert!(err.contains("teacher dinov2"), "{err}");
+    assert_eq!(std::fs::read(dir.join("cache/manifest.json")).unwrap(), before);
+    extract(&dir, &pipeline, &["--overwrite", "--seed", "3"]);
+    assert_ne!(std::fs::read(dir.join("cache/manifest.json")).unwrap(), before);
+}
+
+#[test]
+fn demo_script_runs_the_whole_pipeline_on_the_bundled_photos() {
+    let dir = scratch("demo");
+    let out = run_ok(
+        Command::new(repo().join("pipelines/demo.sh"))
+            .arg(BIN)
+            .arg(&dir)
+            .env("DISTILLERY_PYTHON", python()),
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    for needle in ["extract: 9 images, 4 views each, 36 rows per teacher", "train:", "stats:", "checkpoint:", "outputs under"] {
+        assert!(printed.contains(needle), "missing {needle:?} in\n{printed}");
+    }
+    let log = log_terms(&dir.join("student/train_log.jsonl"));
+    assert!(log.last().unwrap()["total"] < log[0]["total"], "demo loss did not fall");
+}
