@@ -266,8 +266,12 @@ fn run_stats(args: StatsArgs) -> Result<()> {
     let out = args.output.unwrap_or_else(|| args.cache.join("stats"));
     stats::write(&tables, &out)?;
     std::env::set_var("POLARS_FMT_MAX_COLS", "16");
-    std::env::set_var("POLARS_FMT_TABLE_WIDTH", "160");
-    println!("stats: {}", tables.overall);
+    std::env::set_var("POLARS_TABLE_WIDTH", "200");
+    std::env::set_var("POLARS_FMT_TABLE_HIDE_COLUMN_DATA_TYPES", "1");
+    std::env::set_var("POLARS_FMT_TABLE_HIDE_DATAFRAME_SHAPE_INFORMATION", "1");
+    polars_core::fmt::set_float_precision(Some(4));
+    println!("stats: per teacher and feature kind (float64, population std)");
+    println!("{}", tables.overall);
     println!("  per-dimension table: {}", out.join(stats::PER_DIM_FILE).display());
     println!("  overall table: {}", out.join(stats::OVERALL_FILE).display());
     Ok(())

@@ -155,8 +155,17 @@ pub fn run(cache_dir: &Path, config: &TrainConfig, progress: &dyn Progress) -> R
         for batch in order.chunks(config.batch_size) {
             let lr = learning_rate(config, step, total);
             opt.set_lr(lr);
+            let t0 = Instant::now();
             let inputs = student_inputs(&manifest, &images, &rows, batch, &config.student)?;
+            let t1 = Instant::now();
             let record = train_step(&student, &mut opt, &tables, batch, &inputs.to_device(device))?;
+            tracing::debug!(
+                step,
+                rows = batch.len(),
+                inputs_ms = (t1 - t0).as_millis() as u64,
+                step_ms = t1.elapsed().as_millis() as u64,
+                "train batch"
+            );
             let entry = StepLog {
                 step,
                 epoch,
@@ -352,7 +361,9 @@ fn train_step(
     let mut total = Tensor::zeros([], (Kind::Float, device));
     let mut terms = std::collections::BTreeMap::new();
     for (table, prediction) in tables.iter().zip(&predictions) {
+        let t0 = Instant::now();
         let (summary, patches) = targets(table, batch, device)?;
+        tracing::trace!(teacher = table.name, ms = t0.elapsed().as_millis() as u64, "take");
         let loss = teacher_loss(prediction, summary.as_ref(), &patches);
         if let Some(s) = &loss.summary {
             terms.insert(format!("{}/summary", table.name), s.double_value(&[]));
