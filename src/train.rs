@@ -12,7 +12,6 @@ use std::time::Instant;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float16Type, UInt16Type, UInt32Type, UInt64Type};
 use arrow_array::{Array, BooleanArray, RecordBatch};
-use image::imageops::FilterType;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -313,7 +312,7 @@ fn student_inputs(
         .map(|&row| {
             let r = &rows[row as usize];
             let image = images.get(manifest, row, r.image_id)?;
-            Ok(render(&image, &r.view, size, size, FilterType::CatmullRom).into_raw())
+            Ok(render(&image, &r.view, size, size, crate::views::filter_for("bicubic")).into_raw())
         })
         .collect::<Result<_>>()?;
     let bytes: Vec<u8> = rendered.concat();

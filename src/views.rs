@@ -5,7 +5,8 @@
 //! same seed gives the same views whatever the order or parallelism of the run, and they
 //! are stored in the cache so that any loader can rebuild exactly what a teacher saw.
 
-use image::imageops::FilterType;
+use fast_image_resize::images::{CroppedImage, Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -102,14 +103,14 @@ impl ViewSampler {
 
 /// Resampling filter named by a timm `interpolation` string.
 ///
-/// `bicubic` maps to Catmull-Rom, `bilinear` to the triangle filter; anything else is
-/// nearest.
-pub fn filter_for(interpolation: &str) -> FilterType {
+/// `bicubic` is Catmull-Rom and `bilinear` the triangle filter, both with their support
+/// widened when downscaling (antialiased, as PIL does); anything else is nearest.
+pub fn filter_for(interpolation: &str) -> ResizeAlg {
     match interpolation {
-        "bicubic" => FilterType::CatmullRom,
-        "bilinear" => FilterType::Triangle,
-        "lanczos" => FilterType::Lanczos3,
-        _ => FilterType::Nearest,
+        "bicubic" => ResizeAlg::Convolution(FilterType::CatmullRom),
+        "bilinear" => ResizeAlg::Convolution(FilterType::Bilinear),
+        "lanczos" => ResizeAlg::Convolution(FilterType::Lanczos3),
+        _ => ResizeAlg::Nearest,
     }
 }
 
@@ -118,13 +119,7 @@ pub fn filter_for(interpolation: &str) -> FilterType {
 /// # Panics
 ///
 /// When the crop box does not lie inside the image.
-pub fn render(
-    image: &RgbImage,
-    view: &View,
-    width: u32,
-    height: u32,
-    filter: FilterType,
-) -> RgbImage {
+pub fn render(image: &RgbImage, view: &View, width: u32, height: u32, filter: ResizeAlg) -> RgbImage {
     let c = view.crop;
     assert!(
         c.x + c.width <= image.width() && c.y + c.height <= image.height(),
@@ -132,8 +127,17 @@ pub fn render(
         image.width(),
         image.height()
     );
-    let crop = image::imageops::crop_imm(image, c.x, c.y, c.width, c.height).to_image();
-    let mut out = image::imageops::resize(&crop, width, height, filter);
+    let src = ImageRef::new(image.width(), image.height(), image.as_raw(), PixelType::U8x3)
+        .expect("an RgbImage buffer holds width * height * 3 bytes");
+    // Resize the crop alone, as torchvision's resized_crop does: the filter never reads
+    // pixels outside the crop box.
+    let crop = CroppedImage::new(&src, c.x, c.y, c.width, c.height).expect("checked above");
+    let mut dst = Image::new(width, height, PixelType::U8x3);
+    let options = ResizeOptions::new().resize_alg(filter);
+    Resizer::new()
+        .resize(&crop, &mut dst, &options)
+        .expect("source and destination are both U8x3");
+    let mut out = RgbImage::from_raw(width, height, dst.into_vec()).expect("U8x3 buffer");
     if view.flip {
         image::imageops::flip_horizontal_in_place(&mut out);
     }
@@ -182,12 +186,25 @@ mod tests {
     }
 
     #[test]
+    fn render_resizes_only_the_crop() {
+        // Left half red, right half blue; a crop of the right half is all blue.
+        let img = RgbImage::from_fn(40, 20, |x, _| {
+            if x < 20 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) }
+        });
+        let crop = CropBox { x: 20, y: 0, width: 20, height: 20 };
+        let view = View { index: 0, crop, flip: false };
+        let out = render(&img, &view, 7, 5, filter_for("bicubic"));
+        assert_eq!(out.dimensions(), (7, 5));
+        assert!(out.pixels().all(|p| p.0 == [0, 0, 255]), "{:?}", out.get_pixel(0, 0));
+    }
+
+    #[test]
     fn render_flips_left_to_right() {
         let mut img = RgbImage::new(4, 2);
         img.put_pixel(0, 0, image::Rgb([255, 0, 0]));
         let crop = CropBox { x: 0, y: 0, width: 4, height: 2 };
         let flipped = View { index: 0, crop, flip: true };
-        let out = render(&img, &flipped, 4, 2, FilterType::Nearest);
+        let out = render(&img, &flipped, 4, 2, ResizeAlg::Nearest);
         assert_eq!(out.get_pixel(3, 0).0, [255, 0, 0]);
         assert_eq!(out.get_pixel(0, 0).0, [0, 0, 0]);
     }
