@@ -31,11 +31,62 @@ pub struct Pipeline {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    /// Source kind; only `folder` exists so far.
-    #[serde(default = "default_source_kind")]
-    pub kind: String,
-    /// Folder of images; class subfolders become labels.
+    /// Layout of the source (see [`crate::sources`]); `folder` by default.
+    #[serde(default)]
+    pub kind: SourceKind,
+    /// The folder, file list, tar shard (or folder of shards), or image table.
     pub path: PathBuf,
+    /// `table`: the image column (binary, or a struct with `bytes`); default `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// `table`: the label column; default `label` when the table has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
+    /// `table`: an integer column to use as image id instead of a hash of the row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_column: Option<String>,
+}
+
+/// Layouts of image sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A folder of image files; subfolders are labels.
+    #[default]
+    Folder,
+    /// A CSV or Parquet file list (`path`, optional `label`, `id`).
+    List,
+    /// WebDataset tar shards.
+    Webdataset,
+    /// A Parquet file or Lance dataset with an image-bytes column.
+    Table,
+}
+
+impl SourceKind {
+    /// The name used in pipeline files and in stable ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Folder => "folder",
+            SourceKind::List => "list",
+            SourceKind::Webdataset => "webdataset",
+            SourceKind::Table => "table",
+        }
+    }
+}
+
+impl std::str::FromStr for SourceKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        [SourceKind::Folder, SourceKind::List, SourceKind::Webdataset, SourceKind::Table]
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "unknown source kind {s:?}; expected folder, list, webdataset or table"
+                ))
+            })
+    }
 }
 
 /// On-disk format of the cache tables.
@@ -305,12 +356,6 @@ impl Pipeline {
     ///
     /// [`Error::Config`] naming the first bad value.
     pub fn validate(&self) -> Result<()> {
-        if self.source.kind != "folder" {
-            return Err(Error::Config(format!(
-                "source.kind {:?} is not supported; expected \"folder\"",
-                self.source.kind
-            )));
-        }
         let e = &self.extract;
         if e.views_per_image == 0 || e.views_per_image > u16::MAX as usize {
             return Err(Error::Config(format!(
@@ -389,9 +434,6 @@ fn check_range(name: &str, range: [f64; 2], lo: f64, hi: f64) -> Result<()> {
     }
 }
 
-fn default_source_kind() -> String {
-    "folder".into()
-}
 fn default_views() -> usize {
     2
 }

@@ -28,7 +28,7 @@ use crate::cache::{
 use crate::config::{CacheFormat, Pipeline};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::sources::{decode_rgb, FolderSource, ImageRecord};
+use crate::sources::{decode_rgb_bytes, ImageRecord, Source};
 use crate::teacher::{parse_device, parse_precision, Teacher};
 use crate::views::{filter_for, render, View, ViewSampler};
 
@@ -67,10 +67,11 @@ pub struct TeacherReport {
 /// errors. Unreadable images are not errors; they are recorded in the manifest.
 pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport> {
     let started = Instant::now();
+    let pipeline = &with_absolute_paths(pipeline);
     let output = pipeline.extract.output.clone();
     check_output(&output, pipeline.extract.overwrite)?;
     let teachers = load_teachers(pipeline)?;
-    let source = FolderSource::open(&pipeline.source.path)?;
+    let source = Source::open(&pipeline.source)?;
     tracing::info!(
         images = source.records().len(),
         teachers = teachers.len(),
@@ -95,6 +96,17 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
     report.output = output;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The pipeline with source and teacher paths made absolute, as the manifest records it,
+/// so that `train` finds them from any working directory.
+fn with_absolute_paths(pipeline: &Pipeline) -> Pipeline {
+    let mut resolved = pipeline.clone();
+    resolved.source.path = absolute(&pipeline.source.path);
+    for t in &mut resolved.teachers {
+        t.path = absolute(&t.path);
+    }
+    resolved
 }
 
 fn check_output(output: &Path, overwrite: bool) -> Result<()> {
@@ -183,7 +195,7 @@ struct Sinks {
 fn extract_into(
     pipeline: &Pipeline,
     teachers: &[Teacher],
-    source: &FolderSource,
+    source: &Source,
     dir: &Path,
     progress: &dyn Progress,
 ) -> Result<ExtractReport> {
@@ -191,21 +203,17 @@ fn extract_into(
     let mut sinks = open_sinks(dir, format, teachers)?;
     let keys: Vec<RenderKey> = teachers.iter().map(render_key).collect();
     let (sender, receiver) = sync_channel(PREFETCH_CHUNKS);
-    let records = source.records().to_vec();
-    let root = source.root().to_path_buf();
     let sampler = sampler_of(pipeline);
     let views = pipeline.extract.views_per_image;
     let per_chunk = (pipeline.extract.batch_size / views).max(1);
 
-    progress.begin("extract", records.len() as u64);
-    let producer = std::thread::spawn(move || {
-        produce_chunks(&records, &root, sampler, views, per_chunk, &keys, sender)
+    progress.begin("extract", source.records().len() as u64);
+    let consumed = std::thread::scope(|scope| {
+        scope.spawn(|| produce_chunks(source, sampler, views, per_chunk, &keys, sender));
+        consume_chunks(pipeline, teachers, &mut sinks, receiver, progress)
     });
-    let consumed = consume_chunks(pipeline, teachers, &mut sinks, receiver, progress);
-    let produced = producer.join();
     progress.finish();
     let (images, rejected) = consumed?;
-    produced.map_err(|_| Error::cache(dir, "decoder thread panicked"))?;
 
     if images == 0 {
         return Err(Error::Source {
@@ -258,8 +266,7 @@ fn teacher_schema(teacher: &Teacher) -> arrow_schema::SchemaRef {
 }
 
 fn produce_chunks(
-    records: &[ImageRecord],
-    root: &Path,
+    source: &Source,
     sampler: ViewSampler,
     views: usize,
     per_chunk: usize,
@@ -269,8 +276,9 @@ fn produce_chunks(
     let mut unique: Vec<RenderKey> = keys.to_vec();
     unique.sort();
     unique.dedup();
-    for chunk in records.chunks(per_chunk) {
-        let prepared = prepare_chunk(chunk, root, sampler, views, &unique);
+    for records in source.records().chunks(per_chunk) {
+        let bytes = source.read(records);
+        let prepared = prepare_chunk(records, bytes, sampler, views, &unique);
         if sender.send(prepared).is_err() {
             return; // the consumer stopped; its error is reported there
         }
@@ -280,7 +288,7 @@ fn produce_chunks(
 /// Decodes a chunk in parallel and renders every view at every distinct teacher input.
 fn prepare_chunk(
     records: &[ImageRecord],
-    root: &Path,
+    bytes: Vec<std::result::Result<Vec<u8>, String>>,
     sampler: ViewSampler,
     views: usize,
     keys: &[RenderKey],
@@ -288,8 +296,9 @@ fn prepare_chunk(
     type Decoded = std::result::Result<(Vec<View>, Vec<Vec<RgbImage>>, u32, u32), String>;
     let decoded: Vec<Decoded> = records
         .par_iter()
-        .map(|record| {
-            let image = decode_rgb(&root.join(&record.path))?;
+        .zip(bytes)
+        .map(|(record, bytes)| {
+            let image = decode_rgb_bytes(&bytes?)?;
             let (w, h) = image.dimensions();
             let drawn = sampler.sample(record.id, w, h, views);
             let per_key = keys
@@ -319,9 +328,9 @@ fn prepare_chunk(
                 chunk.images.push((record.clone(), w, h));
             }
             Err(error) => {
-                tracing::warn!(path = record.path, %error, "skipping image");
+                tracing::warn!(key = record.key, %error, "skipping image");
                 chunk.rejected.push(Rejected {
-                    path: record.path.clone(),
+                    key: record.key.clone(),
                     error,
                 });
             }
@@ -372,13 +381,13 @@ fn consume_chunks(
 
 fn images_batch(images: &[(ImageRecord, u32, u32)]) -> Result<RecordBatch> {
     let ids = UInt64Array::from_iter_values(images.iter().map(|(r, _, _)| r.id));
-    let paths = StringArray::from_iter_values(images.iter().map(|(r, _, _)| r.path.as_str()));
+    let keys = StringArray::from_iter_values(images.iter().map(|(r, _, _)| r.key.as_str()));
     let widths = UInt32Array::from_iter_values(images.iter().map(|(_, w, _)| *w));
     let heights = UInt32Array::from_iter_values(images.iter().map(|(_, _, h)| *h));
     let labels: StringArray = images.iter().map(|(r, _, _)| r.label.as_deref()).collect();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(ids),
-        Arc::new(paths),
+        Arc::new(keys),
         Arc::new(widths),
         Arc::new(heights),
         Arc::new(labels),
@@ -431,7 +440,7 @@ fn teacher_batch(
 fn finish_cache(
     pipeline: &Pipeline,
     teachers: &[Teacher],
-    source: &FolderSource,
+    source: &Source,
     dir: &Path,
     sinks: Sinks,
     images: usize,
@@ -453,7 +462,7 @@ fn finish_cache(
         .map(|((t, cfg), s)| TeacherEntry {
             name: t.name().to_string(),
             table: cache::teacher_table_path(t.name(), format),
-            module_path: absolute(&cfg.path),
+            module_path: cfg.path.clone(),
             precision: cfg.precision.clone(),
             rows: s.rows,
             bytes: s.bytes,
@@ -466,7 +475,7 @@ fn finish_cache(
         distillery_version: env!("CARGO_PKG_VERSION").into(),
         created_unix: unix_now(),
         table_format: format,
-        source_root: absolute(source.root()),
+        source_path: absolute(source.root()),
         images_table: cache::images_table_path(format),
         images,
         views_per_image: views,

@@ -194,7 +194,7 @@ fn print_extract(r: &extract::ExtractReport) {
         r.images, r.views_per_image, r.rows, r.seconds
     );
     for rej in &r.rejected {
-        println!("  skipped {}: {}", rej.path, rej.error);
+        println!("  skipped {}: {}", rej.key, rej.error);
     }
     println!("  {:<12} {:>8} {:>14} {:>14} {:>7}", "teacher", "rows", "bytes", "raw f16", "ratio");
     for t in &r.teachers {

@@ -4,7 +4,7 @@
 //! source image, the stored crop box and flip, at the student's resolution; targets are
 //! read from the teacher tables by row (Lance `take`), in shuffled batches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -24,7 +24,7 @@ use crate::cache::{self, teacher_columns as tc, FeatureShape, Manifest, TableRea
 use crate::config::{LossWeights, TrainConfig};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::sources::decode_rgb;
+use crate::sources::{decode_rgb_bytes, ImageRecord, Source};
 use crate::student::{teacher_loss, Student, STUDENT_MEAN, STUDENT_STD};
 use crate::teacher::parse_device;
 use crate::views::{render, CropBox, View};
@@ -39,32 +39,45 @@ pub const DECODED_BUDGET: usize = 2 << 30;
 
 /// Source images by id, decoded on first use and kept while they fit the budget.
 struct ImageStore {
-    paths: HashMap<u64, PathBuf>,
+    source: Source,
+    records: HashMap<u64, ImageRecord>,
     decoded: std::sync::Mutex<(usize, HashMap<u64, std::sync::Arc<image::RgbImage>>)>,
     budget: usize,
 }
 
 impl ImageStore {
-    fn new(paths: HashMap<u64, PathBuf>, budget: usize) -> Self {
-        ImageStore {
-            paths,
+    /// Reopens the cache's source; only the images the cache holds are kept.
+    fn open(manifest: &Manifest, cached: &HashSet<u64>, budget: usize) -> Result<Self> {
+        let source = Source::open(&manifest.pipeline.source)?;
+        let records = source
+            .records()
+            .iter()
+            .filter(|r| cached.contains(&r.id))
+            .map(|r| (r.id, r.clone()))
+            .collect::<HashMap<_, _>>();
+        if let Some(missing) = cached.iter().find(|id| !records.contains_key(id)) {
+            return Err(Error::Train(format!(
+                "image {missing} of the cache is no longer in the source {}",
+                source.root().display()
+            )));
+        }
+        Ok(ImageStore {
+            source,
+            records,
             decoded: std::sync::Mutex::new((0, HashMap::new())),
             budget,
-        }
+        })
     }
 
-    fn get(&self, manifest: &Manifest, row: u64, id: u64) -> Result<std::sync::Arc<image::RgbImage>> {
+    fn get(&self, row: u64, id: u64) -> Result<std::sync::Arc<image::RgbImage>> {
         if let Some(image) = self.decoded.lock().expect("image store").1.get(&id) {
             return Ok(image.clone());
         }
-        let path = self.paths.get(&id).ok_or_else(|| {
-            Error::cache(
-                &manifest.source_root,
-                format!("row {row}: image {id} is not in the images table"),
-            )
-        })?;
-        let image = decode_rgb(path)
-            .map_err(|m| Error::Train(format!("row {row}: cannot read {}: {m}", path.display())))?;
+        let record = &self.records[&id];
+        let bytes = self.source.read(std::slice::from_ref(record)).remove(0);
+        let image = bytes
+            .and_then(|b| decode_rgb_bytes(&b))
+            .map_err(|m| Error::Train(format!("row {row}: cannot read image {}: {m}", record.key)))?;
         let image = std::sync::Arc::new(image);
         let mut guard = self.decoded.lock().expect("image store");
         let (used, map) = &mut *guard;
@@ -125,7 +138,8 @@ pub fn run(cache_dir: &Path, config: &TrainConfig, progress: &dyn Progress) -> R
     let tables = open_teachers(cache_dir, &manifest, config)?;
     let rows = read_views(&tables[0].reader)?;
     check_alignment(&tables, &rows)?;
-    let images = ImageStore::new(read_image_paths(cache_dir, &manifest)?, DECODED_BUDGET);
+    let cached: HashSet<u64> = rows.iter().map(|r| r.image_id).collect();
+    let images = ImageStore::open(&manifest, &cached, DECODED_BUDGET)?;
     let device = parse_device(&config.device)?;
     std::fs::create_dir_all(&config.output).map_err(|e| Error::io(&config.output, e))?;
 
@@ -155,7 +169,7 @@ pub fn run(cache_dir: &Path, config: &TrainConfig, progress: &dyn Progress) -> R
             let lr = learning_rate(config, step, total);
             opt.set_lr(lr);
             let t0 = Instant::now();
-            let inputs = student_inputs(&manifest, &images, &rows, batch, &config.student)?;
+            let inputs = student_inputs(&images, &rows, batch, &config.student)?;
             let t1 = Instant::now();
             let record = train_step(&student, &mut opt, &tables, batch, &inputs.to_device(device))?;
             tracing::debug!(
@@ -284,23 +298,8 @@ fn check_alignment(tables: &[TeacherTable], rows: &[RowView]) -> Result<()> {
     Ok(())
 }
 
-fn read_image_paths(dir: &Path, manifest: &Manifest) -> Result<HashMap<u64, PathBuf>> {
-    let reader = TableReader::open(&dir.join(&manifest.images_table), manifest.table_format)?;
-    let mut out = HashMap::with_capacity(reader.num_rows());
-    for batch in reader.scan(&[cache::images_columns::ID, cache::images_columns::PATH], 8192)? {
-        let batch = batch?;
-        let ids = batch[cache::images_columns::ID].as_primitive::<UInt64Type>();
-        let paths = batch[cache::images_columns::PATH].as_string::<i32>();
-        for i in 0..batch.num_rows() {
-            out.insert(ids.value(i), manifest.source_root.join(paths.value(i)));
-        }
-    }
-    Ok(out)
-}
-
 /// Rebuilds the student's input for `batch` rows: normalised `[B, 3, S, S]`.
 fn student_inputs(
-    manifest: &Manifest,
     images: &ImageStore,
     rows: &[RowView],
     batch: &[u64],
@@ -311,7 +310,7 @@ fn student_inputs(
         .par_iter()
         .map(|&row| {
             let r = &rows[row as usize];
-            let image = images.get(manifest, row, r.image_id)?;
+            let image = images.get(row, r.image_id)?;
             Ok(render(&image, &r.view, size, size, crate::views::filter_for("bicubic")).into_raw())
         })
         .collect::<Result<_>>()?;

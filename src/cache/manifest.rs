@@ -22,8 +22,9 @@ pub struct Manifest {
     pub created_unix: u64,
     /// Format of the tables.
     pub table_format: CacheFormat,
-    /// Absolute path of the image folder; image paths are relative to it.
-    pub source_root: PathBuf,
+    /// Absolute path of the source (folder, file list, shards or table); the source
+    /// itself, with its kind, is `pipeline.source`.
+    pub source_path: PathBuf,
     /// Relative path of the images table.
     pub images_table: String,
     /// Images cached (decoded successfully).
@@ -43,8 +44,8 @@ pub struct Manifest {
 /// An image that could not be cached.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejected {
-    /// Path relative to the source root.
-    pub path: String,
+    /// The sample's key: its path relative to a folder source, or its source key.
+    pub key: String,
     /// Why it was skipped.
     pub error: String,
 }

@@ -15,7 +15,7 @@ use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::{ArrowError, SchemaRef};
 use futures::StreamExt;
 use lance::dataset::{Dataset, ProjectionRequest, WriteMode, WriteParams};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -241,9 +241,7 @@ enum Inner {
         dataset: Arc<Dataset>,
         runtime: tokio::runtime::Runtime,
     },
-    Parquet {
-        loaded: std::sync::OnceLock<RecordBatch>,
-    },
+    Parquet,
 }
 
 impl TableReader {
@@ -290,9 +288,7 @@ impl TableReader {
             path: path.to_path_buf(),
             schema: builder.schema().clone(),
             rows,
-            inner: Inner::Parquet {
-                loaded: std::sync::OnceLock::new(),
-            },
+            inner: Inner::Parquet,
         })
     }
 
@@ -339,7 +335,7 @@ impl TableReader {
                         .map(|r| r.map_err(Error::from))
                 })))
             }
-            Inner::Parquet { .. } => {
+            Inner::Parquet => {
                 let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
                 let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
                 let mask = projection_mask(&builder, columns);
@@ -370,25 +366,48 @@ impl TableReader {
                 let projection = ProjectionRequest::from_columns(columns, dataset.schema());
                 Ok(runtime.block_on(dataset.take(indices, projection))?)
             }
-            Inner::Parquet { loaded } => {
-                // TODO: Parquet takes load the whole table once; reading only the row
-                // groups that hold the requested rows would bound memory like Lance does.
-                let all = match loaded.get() {
-                    Some(batch) => batch,
-                    None => {
-                        let names: Vec<&str> =
-                            self.schema.fields().iter().map(|f| f.name().as_str()).collect();
-                        let batches = self.scan(&names, 8192)?.collect::<Result<Vec<_>>>()?;
-                        let batch = arrow_select::concat::concat_batches(&self.schema, &batches)?;
-                        loaded.get_or_init(|| batch)
-                    }
-                };
-                let idx = arrow_array::UInt64Array::from(indices.to_vec());
-                let projected = all.project(&column_indices(&self.schema, columns))?;
-                Ok(arrow_select::take::take_record_batch(&projected, &idx)?)
-            }
+            Inner::Parquet => self.take_parquet(indices, columns),
         }
     }
+
+    /// Reads only the rows asked for, with a row selection, then restores their order.
+    fn take_parquet(&self, indices: &[u64], columns: &[&str]) -> Result<RecordBatch> {
+        let mut sorted: Vec<u64> = indices.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+        let mask = projection_mask(&builder, columns);
+        let reader = builder
+            .with_projection(mask)
+            .with_row_selection(row_selection(&sorted))
+            .with_batch_size(8192)
+            .build()?;
+        let schema = reader.schema();
+        let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+        let selected = arrow_select::concat::concat_batches(&schema, &batches)?;
+        let position: std::collections::HashMap<u64, u64> =
+            sorted.iter().enumerate().map(|(i, row)| (*row, i as u64)).collect();
+        let order = arrow_array::UInt64Array::from_iter_values(indices.iter().map(|r| position[r]));
+        Ok(arrow_select::take::take_record_batch(&selected, &order)?)
+    }
+}
+
+/// Skip/select runs that pick the sorted, distinct `rows`.
+fn row_selection(rows: &[u64]) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut next = 0u64;
+    for &row in rows {
+        if row > next {
+            selectors.push(RowSelector::skip((row - next) as usize));
+        }
+        match selectors.last_mut() {
+            Some(last) if !last.skip && row == next => last.row_count += 1,
+            _ => selectors.push(RowSelector::select(1)),
+        }
+        next = row + 1;
+    }
+    RowSelection::from(selectors)
 }
 
 fn column_indices(schema: &SchemaRef, columns: &[&str]) -> Vec<usize> {
@@ -404,4 +423,51 @@ fn projection_mask(
 ) -> ProjectionMask {
     let indices = column_indices(builder.schema(), columns);
     ProjectionMask::roots(builder.parquet_schema(), indices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Array, UInt64Array};
+    use arrow_schema::{DataType, Field, Schema};
+
+    fn numbers_table(dir: &Path, format: CacheFormat, n: u64) -> PathBuf {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)]));
+        let path = dir.join(format!("t.{}", format.extension()));
+        let mut sink = TableSink::create(&path, format, schema.clone()).unwrap();
+        for start in (0..n).step_by(7) {
+            let values = UInt64Array::from_iter_values(start..(start + 7).min(n));
+            sink.send(RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap())
+                .unwrap();
+        }
+        assert_eq!(sink.finish().unwrap().rows, n as usize);
+        path
+    }
+
+    #[test]
+    fn take_returns_rows_in_the_order_asked_in_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        for format in [CacheFormat::Lance, CacheFormat::Parquet] {
+            let reader = TableReader::open(&numbers_table(dir.path(), format, 50), format).unwrap();
+            assert_eq!(reader.num_rows(), 50);
+            let rows = [49, 0, 13, 14, 15, 2, 13];
+            let batch = reader.take(&rows, &["x"]).unwrap();
+            let got = batch.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+            assert_eq!(got.values().to_vec(), rows.to_vec(), "{format:?}");
+            let err = reader.take(&[50], &["x"]).err().unwrap().to_string();
+            assert!(err.contains("row 50 is out of range (50 rows)"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_dropped_sink_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)]));
+        let path = dir.path().join("aborted.lance");
+        let mut sink = TableSink::create(&path, CacheFormat::Lance, schema.clone()).unwrap();
+        let values = UInt64Array::from_iter_values(0..3);
+        sink.send(RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap()).unwrap();
+        drop(sink);
+        assert!(TableReader::open(&path, CacheFormat::Lance).is_err());
+    }
 }

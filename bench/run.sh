@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# The benchmark: distillery's extract against the bound its teachers set and against a
+# plain PyTorch reference pipeline, on the same images, teachers, views and batch size.
+#
+#   bound       `distillery bench-teachers`: the teachers alone, on pre-decoded tensors
+#   extract     `distillery extract --overwrite`, wall clock, process start included
+#   python      bench/reference.py (DataLoader, one worker per CPU), wall clock likewise
+#
+# usage: bench/run.sh DISTILLERY_BINARY OUT_DIR
+# env:   BENCH_IMAGES (images, default 256), BENCH_DEVICE (torch device, default cpu),
+#        DISTILLERY_PYTHON (default python3)
+# Prints a table and writes OUT_DIR/bench.json.
+set -euo pipefail
+if [ $# -ne 2 ]; then
+  echo "usage: $0 DISTILLERY_BINARY OUT_DIR" >&2
+  exit 2
+fi
+BIN=$(realpath "$1")
+OUT=$2
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+PY=${DISTILLERY_PYTHON:-python3}
+IMAGES=${BENCH_IMAGES:-256}
+DEVICE=${BENCH_DEVICE:-cpu}
+VIEWS=2
+BATCH=32
+SEED=0
+WORKERS=$(nproc)
+mkdir -p "$OUT"
+cd "$OUT"
+
+now() { date +%s.%N; }
+
+# The last line of FILE that is a JSON object; fails, naming STEP, when there is none.
+json_line() {
+  local file=$1 step=$2
+  grep '^{' "$file" | tail -n 1 || {
+    echo "bench: $step printed no JSON line (its stdout is in $(pwd)/$file)" >&2
+    exit 1
+  }
+}
+
+make_images() {
+  rm -rf images
+  "$PY" "$REPO/bench/make_images.py" --out images --count "$IMAGES"
+}
+
+# The demo's three teachers, with the demo's flags (pipelines/demo.sh).
+export_teachers() {
+  export_teacher() { "$PY" "$REPO/pipelines/export_teacher.py" --random-init "$@"; }
+  export_teacher --model vit_base_patch16_clip_224.openai --name clip --out teachers/clip.pt \
+    --img-size 64 --depth 2 --width 64 --heads 2 --summary-dim 32
+  export_teacher --model vit_small_patch14_dinov2.lvd142m --name dinov2 \
+    --out teachers/dinov2.pt --img-size 70 --depth 2 --width 64 --heads 2
+  export_teacher --model samvit_base_patch16.sa1b --name sam --out teachers/sam.pt \
+    --img-size 64 --depth 2 --width 64 --heads 2 --window-size 2
+}
+
+write_pipeline() {
+  cat > bench.toml <<EOF
+# Written by bench/run.sh: the benchmark images and the demo's three teachers.
+[source]
+kind = "folder"
+path = "images"
+
+[extract]
+output = "cache"
+format = "lance"
+views_per_image = $VIEWS
+seed = $SEED
+batch_size = $BATCH
+device = "$DEVICE"
+
+[[teacher]]
+name = "clip"
+path = "teachers/clip.pt"
+
+[[teacher]]
+name = "dinov2"
+path = "teachers/dinov2.pt"
+
+[[teacher]]
+name = "sam"
+path = "teachers/sam.pt"
+EOF
+}
+
+echo "bench: $IMAGES images, $VIEWS views each, batch $BATCH, device $DEVICE, in $(pwd)" >&2
+make_images
+export_teachers
+write_pipeline
+
+echo "bench: bound (bench-teachers)" >&2
+"$BIN" bench-teachers --pipeline bench.toml > bound.out
+BOUND_JSON=$(json_line bound.out bench-teachers)
+
+echo "bench: distillery extract" >&2
+EXTRACT_START=$(now)
+"$BIN" extract --pipeline bench.toml --overwrite
+EXTRACT_END=$(now)
+
+echo "bench: python reference ($WORKERS workers)" >&2
+PYTHON_START=$(now)
+"$PY" "$REPO/bench/reference.py" --images images --out reference \
+  --teacher clip=teachers/clip.pt --teacher dinov2=teachers/dinov2.pt \
+  --teacher sam=teachers/sam.pt --views "$VIEWS" --batch-size "$BATCH" --seed "$SEED" \
+  --workers "$WORKERS" --device "$DEVICE" > reference.out
+PYTHON_END=$(now)
+PYTHON_JSON=$(json_line reference.out reference.py)
+
+# The image count comes from the cache manifest, so that rejected images are not counted.
+BOUND_JSON=$BOUND_JSON PYTHON_JSON=$PYTHON_JSON \
+EXTRACT_START=$EXTRACT_START EXTRACT_END=$EXTRACT_END \
+PYTHON_START=$PYTHON_START PYTHON_END=$PYTHON_END \
+VIEWS=$VIEWS BATCH=$BATCH DEVICE=$DEVICE WORKERS=$WORKERS \
+"$PY" - <<'EOF'
+import json
+import os
+
+env = os.environ
+bound = json.loads(env["BOUND_JSON"])
+python = json.loads(env["PYTHON_JSON"])
+manifest = json.load(open("cache/manifest.json"))
+images = int(manifest["images"])
+if python["images"] != images:
+    raise SystemExit(f"bench: extract cached {images} images, the reference ran {python['images']}")
+if "images_per_s" not in bound:
+    raise SystemExit(f"bench: bench-teachers gave no images_per_s: {bound}")
+
+extract_s = float(env["EXTRACT_END"]) - float(env["EXTRACT_START"])
+python_s = float(env["PYTHON_END"]) - float(env["PYTHON_START"])
+rates = {
+    "bound": float(bound["images_per_s"]),
+    "extract": images / extract_s,
+    "python": images / python_s,
+}
+result = {
+    "images": images,
+    "views_per_image": int(env["VIEWS"]),
+    "views": images * int(env["VIEWS"]),
+    "batch_size": int(env["BATCH"]),
+    "device": env["DEVICE"],
+    "teachers": [t["name"] for t in manifest["teachers"]],
+    "bound_images_per_s": round(rates["bound"], 3),
+    "extract_images_per_s": round(rates["extract"], 3),
+    "extract_seconds": round(extract_s, 4),
+    "python_images_per_s": round(rates["python"], 3),
+    "python_seconds": round(python_s, 4),
+    "python_workers": int(env["WORKERS"]),
+    "python_in_process_images_per_s": python["images_per_s"],
+    "extract_over_bound": round(rates["extract"] / rates["bound"], 4),
+    "extract_over_python": round(rates["extract"] / rates["python"], 4),
+    "bench_teachers": bound,
+    "reference": python,
+}
+with open("bench.json", "w") as f:
+    json.dump(result, f, indent=2)
+    f.write("\n")
+
+rows = [
+    ("teachers alone (bench-teachers)", rates["bound"], bound.get("seconds")),
+    ("distillery extract, end to end", rates["extract"], extract_s),
+    (f"python reference, {env['WORKERS']} workers", rates["python"], python_s),
+]
+print(f"{images} images x {env['VIEWS']} views, batch {env['BATCH']}, device {env['DEVICE']}")
+print(f"{'pipeline':<34} {'images/s':>10} {'seconds':>9}")
+for name, rate, seconds in rows:
+    shown = f"{seconds:9.2f}" if isinstance(seconds, (int, float)) else f"{'-':>9}"
+    print(f"{name:<34} {rate:10.1f} {shown}")
+print(f"{'end to end / bound':<34} {result['extract_over_bound']:10.2f}")
+print(f"{'end to end / python':<34} {result['extract_over_python']:10.2f}")
+print(f"(python in-process, imports excluded: {python['images_per_s']:.1f} images/s)")
+print(f"written to {os.path.abspath('bench.json')}")
+EOF

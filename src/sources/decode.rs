@@ -1,0 +1,99 @@
+//! Decoding encoded images to 8-bit RGB, in one documented way.
+//!
+//! EXIF orientation is applied; grayscale is expanded to three channels; alpha is dropped
+//! (as PIL's `convert("RGB")` does); 16-bit and float images are scaled to 8 bits; CMYK
+//! JPEGs are converted by the decoder. Images over [`MAX_IMAGE_SIDE`] pixels on a side or
+//! needing more than [`MAX_DECODE_ALLOC`] bytes are refused, against decompression bombs.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, RgbImage};
+
+/// Largest width or height accepted by the decoder.
+pub const MAX_IMAGE_SIDE: u32 = 32_768;
+
+/// Largest decoder allocation, in bytes.
+pub const MAX_DECODE_ALLOC: u64 = 1 << 30;
+
+/// Decodes an image file to 8-bit RGB.
+///
+/// # Errors
+///
+/// A message saying why the file could not be read or decoded.
+pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    decode_rgb_bytes(&bytes)
+}
+
+/// Decodes encoded image bytes to 8-bit RGB.
+///
+/// # Errors
+///
+/// A message saying why the bytes could not be decoded (empty, truncated, unknown format,
+/// too large).
+pub fn decode_rgb_bytes(bytes: &[u8]) -> Result<RgbImage, String> {
+    if bytes.is_empty() {
+        return Err("empty file (0 bytes)".into());
+    }
+    let mut reader = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_ALLOC);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(|e| format!("cannot decode: {e}"))?;
+    let orientation = decoder
+        .orientation()
+        .map_err(|e| format!("cannot read the orientation: {e}"))?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    image.apply_orientation(orientation);
+    Ok(match image {
+        DynamicImage::ImageRgb8(rgb) => rgb,
+        other => other.to_rgb8(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(image: DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        image.write_to(&mut out, format).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn empty_and_garbage_bytes_fail_with_a_reason() {
+        assert_eq!(decode_rgb_bytes(b"").unwrap_err(), "empty file (0 bytes)");
+        assert!(decode_rgb_bytes(b"this is not an image").unwrap_err().starts_with("cannot"));
+    }
+
+    #[test]
+    fn gray_alpha_and_16_bit_images_become_rgb8() {
+        let gray = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(3, 2, image::Luma([77])));
+        let rgb = decode_rgb_bytes(&encode(gray, image::ImageFormat::Png)).unwrap();
+        assert_eq!(rgb.get_pixel(2, 1).0, [77, 77, 77]);
+
+        let rgba = image::RgbaImage::from_pixel(2, 2, image::Rgba([10, 20, 30, 0]));
+        let rgb = decode_rgb_bytes(&encode(DynamicImage::ImageRgba8(rgba), image::ImageFormat::Png))
+            .unwrap();
+        assert_eq!(rgb.get_pixel(0, 0).0, [10, 20, 30]);
+
+        let deep = image::ImageBuffer::<image::Rgb<u16>, _>::from_pixel(2, 2, image::Rgb([65535, 0, 32896]));
+        let rgb = decode_rgb_bytes(&encode(DynamicImage::ImageRgb16(deep), image::ImageFormat::Png))
+            .unwrap();
+        assert_eq!(rgb.get_pixel(1, 1).0, [255, 0, 128]);
+    }
+
+    #[test]
+    fn images_over_the_side_limit_are_refused() {
+        // A PNG header that claims 40000 x 1 pixels.
+        let tall = DynamicImage::ImageLuma8(image::GrayImage::new(MAX_IMAGE_SIDE + 1, 1));
+        let err = decode_rgb_bytes(&encode(tall, image::ImageFormat::Png)).unwrap_err();
+        assert!(err.contains("limit"), "{err}");
+    }
+}
