@@ -19,7 +19,7 @@ PROFILE ?= release
 PROFILE_DIR := $(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
 DEMO_DIR ?= out/demo
 
-.PHONY: demo test bootstrap build protoc venv
+.PHONY: demo test bench bootstrap build protoc venv
 
 demo: bootstrap
 	cargo build --profile $(PROFILE) --bin distillery
@@ -27,6 +27,12 @@ demo: bootstrap
 
 test: bootstrap
 	cargo test --no-fail-fast
+
+# End-to-end extract vs the teachers alone (the bound) vs a PyTorch reference pipeline, on
+# the same images and teachers. BENCH_IMAGES=N, BENCH_DEVICE=cuda, PROFILE as for demo.
+bench: bootstrap
+	cargo build --profile $(PROFILE) --bin distillery
+	bench/run.sh $(CARGO_TARGET_DIR)/$(PROFILE_DIR)/distillery out/bench
 
 bootstrap: protoc venv
 

@@ -520,3 +520,53 @@ fn unix_now() -> u64 {
         .map(|d| d.as_secs())
         .unwrap_or(0)
 }
+
+/// What `bench-teachers` measured: the teachers alone, the bound on `extract`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TeacherBench {
+    pub images: usize,
+    pub views: usize,
+    pub batch_size: usize,
+    pub seconds: f64,
+    pub images_per_s: f64,
+}
+
+/// Runs every teacher of the pipeline over as many views as `extract` would make from
+/// the source, on pre-made uint8 views, with the same batch size: the throughput that
+/// `extract` would reach if decoding and writing cost nothing.
+///
+/// # Errors
+///
+/// As [`run`], for the teachers and the source.
+pub fn bench_teachers(pipeline: &Pipeline) -> Result<TeacherBench> {
+    let teachers = load_teachers(pipeline)?;
+    let images = Source::open(&pipeline.source)?.records().len();
+    let views = images * pipeline.extract.views_per_image;
+    let batch_size = pipeline.extract.batch_size;
+    let inputs: Vec<Tensor> = teachers
+        .iter()
+        .map(|t| {
+            let (h, w) = t.sidecar().input_hw();
+            Tensor::randint(256, [batch_size as i64, h as i64, w as i64, 3], (Kind::Uint8, tch::Device::Cpu))
+        })
+        .collect();
+    let started = Instant::now();
+    let mut done = 0;
+    while done < views {
+        let n = batch_size.min(views - done) as i64;
+        for (teacher, input) in teachers.iter().zip(&inputs) {
+            let out = teacher.forward(&input.narrow(0, 0, n))?;
+            // Match extract's conversion of the outputs to float16 on the host.
+            let _ = out.patch_tokens.to_kind(Kind::Half);
+        }
+        done += n as usize;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(TeacherBench {
+        images,
+        views,
+        batch_size,
+        seconds,
+        images_per_s: images as f64 / seconds,
+    })
+}

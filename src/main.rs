@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
 use distillery::config::{CacheFormat, Pipeline, TrainConfig};
 use distillery::progress::Progress;
@@ -25,6 +25,28 @@ enum Command {
     Train(TrainArgs),
     /// Print and write per-teacher feature statistics of a cache.
     Stats(StatsArgs),
+    /// Print what a cache holds: manifest, teachers, rows, bytes per teacher and column.
+    Inspect(InspectArgs),
+    /// Time the teachers alone on pre-made views (the bound on extract); prints JSON.
+    BenchTeachers(BenchArgs),
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// Cache directory.
+    #[arg(long)]
+    cache: PathBuf,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Pipeline TOML: its source gives the number of views, its teachers and batch size
+    /// are timed.
+    #[arg(long)]
+    pipeline: PathBuf,
+    /// Torch device (overrides extract.device).
+    #[arg(long)]
+    device: Option<String>,
 }
 
 #[derive(Args)]
@@ -100,12 +122,14 @@ struct StatsArgs {
 /// Draws one progress bar per stage on stderr (hidden when stderr is not a terminal).
 struct Bars {
     bar: std::sync::Mutex<Option<ProgressBar>>,
+    bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Bars {
     fn new() -> Self {
         Bars {
             bar: std::sync::Mutex::new(None),
+            bytes: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -114,6 +138,7 @@ impl Progress for Bars {
     fn begin(&self, stage: &str, total: u64) {
         let bar = ProgressBar::new(total);
         let template = "{prefix:>8} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}";
+        self.bytes.store(0, std::sync::atomic::Ordering::Relaxed);
         bar.set_style(ProgressStyle::with_template(template).expect("template").progress_chars("=> "));
         bar.set_prefix(stage.to_string());
         *self.bar.lock().expect("bar") = Some(bar);
@@ -123,8 +148,8 @@ impl Progress for Bars {
         if let Some(bar) = self.bar.lock().expect("bar").as_ref() {
             bar.inc(units);
             if bytes > 0 {
-                let written = bar.message().parse::<u64>().unwrap_or(0) + bytes;
-                bar.set_message(written.to_string());
+                let total = bytes + self.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+                bar.set_message(format!("{} written", HumanBytes(total)));
             }
         }
     }
@@ -154,6 +179,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Extract(args) => run_extract(args),
         Command::Train(args) => run_train(args),
         Command::Stats(args) => run_stats(args),
+        Command::Inspect(args) => run_inspect(args),
+        Command::BenchTeachers(args) => run_bench(args),
     }
 }
 
@@ -274,5 +301,70 @@ fn run_stats(args: StatsArgs) -> Result<()> {
     println!("{}", tables.overall);
     println!("  per-dimension table: {}", out.join(stats::PER_DIM_FILE).display());
     println!("  overall table: {}", out.join(stats::OVERALL_FILE).display());
+    Ok(())
+}
+
+fn run_inspect(args: InspectArgs) -> Result<()> {
+    let dir = &args.cache;
+    let m = cache::Manifest::load(dir)?;
+    println!("cache {} (format {} v{}, {} tables)", dir.display(), m.format, m.format_version, m.table_format.extension());
+    println!("  written by distillery {} at unix {}", m.distillery_version, m.created_unix);
+    println!("  source: {} {}", m.pipeline.source.kind.name(), m.source_path.display());
+    println!(
+        "  images: {} cached, {} rejected; {} views each; {} rows per teacher",
+        m.images,
+        m.rejected.len(),
+        m.views_per_image,
+        m.rows
+    );
+    for entry in &m.teachers {
+        let reader = cache::TableReader::open(&dir.join(&entry.table), m.table_format)?;
+        let s = &entry.sidecar;
+        println!(
+            "  teacher {}: {} ({}, {}), input {}x{}, summary {}, patch tokens {}x{} on a {}x{} grid",
+            entry.name,
+            s.timm_model,
+            if s.pretrained { "pretrained" } else { "random init" },
+            entry.precision,
+            s.input_size[1],
+            s.input_size[2],
+            s.summary_dim,
+            s.num_tokens,
+            s.patch_dim,
+            s.grid[0],
+            s.grid[1]
+        );
+        println!("    rows {}, {} on disk", reader.num_rows(), HumanBytes(entry.bytes));
+        for (column, bytes) in reader.column_bytes()? {
+            let raw = raw_f16_bytes(&column, s, reader.num_rows());
+            match raw {
+                Some(raw) => println!(
+                    "    {column:<14} {:>12}  float16 + zstd requested, {:.3} of raw float16",
+                    HumanBytes(bytes),
+                    bytes as f64 / raw.max(1) as f64
+                ),
+                None => println!("    {column:<14} {:>12}", HumanBytes(bytes)),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn raw_f16_bytes(column: &str, s: &distillery::sidecar::Sidecar, rows: usize) -> Option<u64> {
+    let values = match column {
+        "summary" => s.summary_dim,
+        "patch_tokens" => s.num_tokens * s.patch_dim,
+        _ => return None,
+    };
+    Some((values * rows * 2) as u64)
+}
+
+fn run_bench(args: BenchArgs) -> Result<()> {
+    let mut pipeline = Pipeline::load(&args.pipeline)?;
+    if let Some(device) = args.device {
+        pipeline.extract.device = device;
+    }
+    let bench = extract::bench_teachers(&pipeline)?;
+    println!("{}", serde_json::to_string(&bench)?);
     Ok(())
 }

@@ -85,7 +85,7 @@ impl Teacher {
         let mut module = CModule::load_on_device(path, device).map_err(|e| Error::Teacher {
             teacher: name.to_string(),
             path: path.to_path_buf(),
-            message: format!("cannot load the TorchScript module: {e}"),
+            message: format!("cannot load the TorchScript module: {}", without_backtrace(&e)),
         })?;
         module.set_eval();
         if kind != Kind::Float {
@@ -154,7 +154,7 @@ impl Teacher {
         let out = self
             .module
             .forward_is(&[IValue::Tensor(x)])
-            .map_err(|e| self.fail(format!("forward failed: {e}")))?;
+            .map_err(|e| self.fail(format!("forward failed: {}", without_backtrace(&e))))?;
         let (summary, patch_tokens) = self.split_outputs(out)?;
 
         let s = &self.sidecar;
@@ -203,6 +203,18 @@ impl Teacher {
             message,
         }
     }
+}
+
+/// A libtorch error without the C++ backtrace that follows its message.
+fn without_backtrace(e: &tch::TchError) -> String {
+    let text = e.to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.starts_with("Exception raised from") && !l.starts_with("frame #"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    message.join(" ")
 }
 
 fn ivalue_kind(v: &IValue) -> &'static str {

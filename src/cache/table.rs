@@ -302,6 +302,47 @@ impl TableReader {
         self.rows
     }
 
+    /// Bytes on disk of each top-level column, after encoding and compression.
+    ///
+    /// # Errors
+    ///
+    /// When the table's metadata cannot be read.
+    pub fn column_bytes(&self) -> Result<Vec<(String, u64)>> {
+        match &self.inner {
+            Inner::Lance { dataset, runtime } => {
+                use lance::dataset::statistics::DatasetStatisticsExt;
+                let stats = runtime.block_on(dataset.calculate_data_stats())?;
+                let by_id: std::collections::HashMap<u32, u64> =
+                    stats.fields.iter().map(|f| (f.id, f.bytes_on_disk)).collect();
+                Ok(dataset
+                    .schema()
+                    .fields
+                    .iter()
+                    .map(|f| (f.name.clone(), field_bytes(f, &by_id)))
+                    .collect())
+            }
+            Inner::Parquet => {
+                let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+                let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+                let mut sizes: Vec<(String, u64)> = self
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), 0))
+                    .collect();
+                for group in builder.metadata().row_groups() {
+                    for chunk in group.columns() {
+                        let root = chunk.column_path().parts()[0].clone();
+                        if let Some(entry) = sizes.iter_mut().find(|(n, _)| *n == root) {
+                            entry.1 += chunk.compressed_size() as u64;
+                        }
+                    }
+                }
+                Ok(sizes)
+            }
+        }
+    }
+
     fn check_columns(&self, columns: &[&str]) -> Result<()> {
         for c in columns {
             if self.schema.field_with_name(c).is_err() {
@@ -408,6 +449,12 @@ fn row_selection(rows: &[u64]) -> RowSelection {
         next = row + 1;
     }
     RowSelection::from(selectors)
+}
+
+/// Bytes of a Lance field and its children.
+fn field_bytes(field: &lance::datatypes::Field, by_id: &std::collections::HashMap<u32, u64>) -> u64 {
+    let own = by_id.get(&(field.id as u32)).copied().unwrap_or(0);
+    own + field.children.iter().map(|c| field_bytes(c, by_id)).sum::<u64>()
 }
 
 fn column_indices(schema: &SchemaRef, columns: &[&str]) -> Vec<usize> {
