@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::codec::{Codec, Compression, Encoding};
 use crate::error::{Error, Result};
 
 /// A whole pipeline file.
@@ -170,6 +171,34 @@ pub struct TeacherConfig {
     /// Inference precision: `fp32`, `fp16` or `bf16` (half precisions need a GPU).
     #[serde(default = "default_precision")]
     pub precision: String,
+    /// Stored value type of the summary: float32, float16 (default), bfloat16, int8.
+    #[serde(default)]
+    pub summary_codec: Codec,
+    /// Stored value type of the patch tokens: float32, float16 (default), bfloat16, int8
+    /// (with a float32 scale per token).
+    #[serde(default)]
+    pub patch_codec: Codec,
+    /// Compression of both feature columns: `native` (default) or `bss-zstd`.
+    #[serde(default)]
+    pub compression: Compression,
+}
+
+impl TeacherConfig {
+    /// How the summary column is stored.
+    pub fn summary_encoding(&self) -> Encoding {
+        Encoding {
+            codec: self.summary_codec,
+            compression: self.compression,
+        }
+    }
+
+    /// How the patch-token column is stored.
+    pub fn patch_encoding(&self) -> Encoding {
+        Encoding {
+            codec: self.patch_codec,
+            compression: self.compression,
+        }
+    }
 }
 
 /// Settings of `train`.

@@ -13,19 +13,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::{
-    ArrayRef, BooleanArray, FixedSizeListArray, Float16Array, RecordBatch, StringArray,
-    UInt16Array, UInt32Array, UInt64Array,
+    ArrayRef, BooleanArray, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
 };
-use half::f16;
 use image::RgbImage;
 use rayon::prelude::*;
 use tch::{Kind, Tensor};
 
 use crate::cache::{
-    self, FeatureShape, Manifest, Rejected, TableSink, TableSummary, TeacherEntry,
+    self, codec, FeatureEncodings, FeatureShape, Manifest, Rejected, TableSink, TableSummary, TeacherEntry,
     FORMAT_VERSION, MANIFEST_FILE,
 };
-use crate::config::{CacheFormat, Pipeline};
+use crate::config::{CacheFormat, Pipeline, TeacherConfig};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sources::{decode_rgb_bytes, ImageRecord, Source};
@@ -200,7 +198,7 @@ fn extract_into(
     progress: &dyn Progress,
 ) -> Result<ExtractReport> {
     let format = pipeline.extract.format;
-    let mut sinks = open_sinks(dir, format, teachers)?;
+    let mut sinks = open_sinks(dir, format, teachers, &pipeline.teachers)?;
     let keys: Vec<RenderKey> = teachers.iter().map(render_key).collect();
     let (sender, receiver) = sync_channel(PREFETCH_CHUNKS);
     let sampler = sampler_of(pipeline);
@@ -234,7 +232,12 @@ fn sampler_of(pipeline: &Pipeline) -> ViewSampler {
     }
 }
 
-fn open_sinks(dir: &Path, format: CacheFormat, teachers: &[Teacher]) -> Result<Sinks> {
+fn open_sinks(
+    dir: &Path,
+    format: CacheFormat,
+    teachers: &[Teacher],
+    configs: &[TeacherConfig],
+) -> Result<Sinks> {
     let images = TableSink::create(
         &dir.join(cache::images_table_path(format)),
         format,
@@ -242,9 +245,10 @@ fn open_sinks(dir: &Path, format: CacheFormat, teachers: &[Teacher]) -> Result<S
     )?;
     let teachers = teachers
         .iter()
-        .map(|t| {
+        .zip(configs)
+        .map(|(t, c)| {
             let path = dir.join(cache::teacher_table_path(t.name(), format));
-            TableSink::create(&path, format, teacher_schema(t))
+            TableSink::create(&path, format, cache::teacher_schema(t.name(), shape_of(t), encodings_of(c)))
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Sinks { images, teachers })
@@ -261,8 +265,11 @@ pub fn shape_of(teacher: &Teacher) -> FeatureShape {
     }
 }
 
-fn teacher_schema(teacher: &Teacher) -> arrow_schema::SchemaRef {
-    cache::teacher_schema(teacher.name(), shape_of(teacher))
+fn encodings_of(config: &TeacherConfig) -> FeatureEncodings {
+    FeatureEncodings {
+        summary: config.summary_encoding(),
+        patch_tokens: config.patch_encoding(),
+    }
 }
 
 fn produce_chunks(
@@ -359,11 +366,12 @@ fn consume_chunks(
         images += chunk.images.len();
         sinks.images.send(images_batch(&chunk.images)?)?;
         let mut bytes = 0;
-        for (teacher, sink) in teachers.iter().zip(sinks.teachers.iter_mut()) {
+        let configs = &pipeline.teachers;
+        for ((teacher, config), sink) in teachers.iter().zip(configs).zip(sinks.teachers.iter_mut()) {
             let rendered = &chunk.rendered[&render_key(teacher)];
             for (views, pixels) in chunk.views.chunks(batch_size).zip(rendered.chunks(batch_size)) {
                 let out = teacher.forward(&crate::teacher::stack_views(pixels))?;
-                let batch = teacher_batch(teacher, views, &out.summary, &out.patch_tokens)?;
+                let batch = teacher_batch(teacher, config, views, &out.summary, &out.patch_tokens)?;
                 bytes += batch.get_array_memory_size() as u64;
                 tracing::debug!(
                     teacher = teacher.name(),
@@ -395,29 +403,15 @@ fn images_batch(images: &[(ImageRecord, u32, u32)]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(cache::images_schema(), columns)?)
 }
 
-/// Converts a float tensor to a fixed-size list of float16, one list per row.
-///
-/// # Errors
-///
-/// When the tensor's element count is not `rows * width`.
-pub fn f16_list(tensor: &Tensor, width: usize) -> Result<FixedSizeListArray> {
-    let values: Vec<f16> = Vec::try_from(tensor.to_kind(Kind::Half).contiguous().flatten(0, -1))?;
-    let values = Float16Array::from(values);
-    Ok(FixedSizeListArray::try_new(
-        cache::f16_item_field(),
-        width as i32,
-        Arc::new(values),
-        None,
-    )?)
-}
-
 fn teacher_batch(
     teacher: &Teacher,
+    config: &TeacherConfig,
     views: &[(u64, View)],
     summary: &Tensor,
     patches: &Tensor,
 ) -> Result<RecordBatch> {
     let shape = shape_of(teacher);
+    let encodings = encodings_of(config);
     let crop = |f: fn(&View) -> u32| -> ArrayRef {
         Arc::new(UInt32Array::from_iter_values(views.iter().map(|(_, v)| f(v))))
     };
@@ -431,10 +425,18 @@ fn teacher_batch(
         Arc::new(BooleanArray::from_iter(views.iter().map(|(_, v)| Some(v.flip)))),
     ];
     if shape.summary_dim > 0 {
-        columns.push(Arc::new(f16_list(summary, shape.summary_dim)?));
+        let values = floats(summary)?;
+        columns.extend(codec::encode(&values, encodings.summary, shape.summary_dim, 1));
     }
-    columns.push(Arc::new(f16_list(patches, shape.patch_values())?));
-    Ok(RecordBatch::try_new(teacher_schema(teacher), columns)?)
+    let values = floats(patches)?;
+    columns.extend(codec::encode(&values, encodings.patch_tokens, shape.patch_values(), shape.num_tokens()));
+    let schema = cache::teacher_schema(teacher.name(), shape, encodings);
+    Ok(RecordBatch::try_new(schema, columns)?)
+}
+
+/// The values of a float tensor, flattened in row-major order.
+fn floats(tensor: &Tensor) -> Result<Vec<f32>> {
+    Ok(Vec::try_from(tensor.to_kind(Kind::Float).contiguous().flatten(0, -1))?)
 }
 
 fn finish_cache(
@@ -464,6 +466,8 @@ fn finish_cache(
             table: cache::teacher_table_path(t.name(), format),
             module_path: cfg.path.clone(),
             precision: cfg.precision.clone(),
+            summary_encoding: cfg.summary_encoding(),
+            patch_encoding: cfg.patch_encoding(),
             rows: s.rows,
             bytes: s.bytes,
             sidecar: t.sidecar().clone(),
@@ -557,7 +561,7 @@ pub fn bench_teachers(pipeline: &Pipeline) -> Result<TeacherBench> {
         for (teacher, input) in teachers.iter().zip(&inputs) {
             let out = teacher.forward(&input.narrow(0, 0, n))?;
             // Match extract's conversion of the outputs to float16 on the host.
-            let _ = out.patch_tokens.to_kind(Kind::Half);
+            let _ = floats(&out.patch_tokens)?;
         }
         done += n as usize;
     }

@@ -8,12 +8,9 @@
 
 use std::path::Path;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::Float16Type;
-use arrow_array::{Array, RecordBatch};
 use polars::prelude::*;
 
-use crate::cache::{self, teacher_columns as tc, FeatureShape, Manifest, TableReader};
+use crate::cache::{self, codec, teacher_columns as tc, FeatureEncodings, FeatureShape, Manifest, TableReader};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -71,12 +68,12 @@ impl FeatureStats {
     }
 
     /// Adds vectors of `per_dim.len()` values each, laid end to end.
-    pub fn push_vectors(&mut self, values: &[half::f16]) {
+    pub fn push_vectors(&mut self, values: &[f32]) {
         let dims = self.per_dim.len();
         for vector in values.chunks_exact(dims) {
             let mut sq = 0.0;
             for (m, v) in self.per_dim.iter_mut().zip(vector) {
-                let x = f64::from(v.to_f32());
+                let x = f64::from(*v);
                 m.push(x);
                 sq += x * x;
             }
@@ -115,7 +112,9 @@ pub fn compute(dir: &Path, progress: &dyn Progress) -> Result<StatsTables> {
         let path = dir.join(&entry.table);
         let reader = TableReader::open(&path, manifest.table_format)?;
         let shape = cache::feature_shape_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
-        all.extend(teacher_stats(&entry.name, &reader, shape, progress)?);
+        let encodings =
+            cache::feature_encodings_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
+        all.extend(teacher_stats(&entry.name, &reader, shape, encodings, progress)?);
     }
     progress.finish();
     tables(&all)
@@ -125,31 +124,28 @@ fn teacher_stats(
     name: &str,
     reader: &TableReader,
     shape: FeatureShape,
+    encodings: FeatureEncodings,
     progress: &dyn Progress,
 ) -> Result<Vec<FeatureStats>> {
     let mut kinds = Vec::new();
     if shape.summary_dim > 0 {
-        kinds.push((tc::SUMMARY, FeatureStats::new(name, "summary", shape.summary_dim)));
+        let stats = FeatureStats::new(name, "summary", shape.summary_dim);
+        kinds.push((tc::SUMMARY, encodings.summary, shape.summary_dim, 1, stats));
     }
-    kinds.push((tc::PATCH_TOKENS, FeatureStats::new(name, "patch_tokens", shape.patch_dim)));
-    let columns: Vec<&str> = kinds.iter().map(|(c, _)| *c).collect();
-    for batch in reader.scan(&columns, SCAN_BATCH)? {
+    let stats = FeatureStats::new(name, "patch_tokens", shape.patch_dim);
+    kinds.push((tc::PATCH_TOKENS, encodings.patch_tokens, shape.patch_values(), shape.num_tokens(), stats));
+    let columns: Vec<String> = kinds.iter().flat_map(|k| codec::columns(k.0, k.1)).collect();
+    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+    for batch in reader.scan(&names, SCAN_BATCH)? {
         let batch = batch?;
-        for (column, stats) in kinds.iter_mut() {
-            stats.push_vectors(f16_values(&batch, column)?);
+        for (column, encoding, values, tokens, stats) in kinds.iter_mut() {
+            let data = codec::decode(&batch, column, *encoding, *values, *tokens)
+                .map_err(|m| Error::Train(format!("teacher {name}: {m}")))?;
+            stats.push_vectors(&data);
         }
         progress.advance(batch.num_rows() as u64, 0);
     }
-    Ok(kinds.into_iter().map(|(_, s)| s).collect())
-}
-
-fn f16_values<'a>(batch: &'a RecordBatch, column: &str) -> Result<&'a [half::f16]> {
-    let bad = || Error::Train(format!("column {column} is not a fixed-size list of float16"));
-    let list = batch[column].as_fixed_size_list_opt().ok_or_else(bad)?;
-    let values = list.values().as_primitive_opt::<Float16Type>().ok_or_else(bad)?;
-    let width = list.value_length() as usize;
-    let start = list.offset() * width;
-    Ok(&values.values()[start..start + list.len() * width])
+    Ok(kinds.into_iter().map(|k| k.4).collect())
 }
 
 /// Builds the per-dimension table, then lets polars derive the overall one.
@@ -239,7 +235,6 @@ pub fn write(tables: &StatsTables, dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use half::f16;
 
     #[test]
     fn welford_matches_two_pass() {
@@ -254,14 +249,11 @@ mod tests {
 
     #[test]
     fn pooled_overall_equals_direct_computation() {
-        let values: Vec<f16> = [1.0f32, 2.0, 3.0, 5.0, -1.0, 0.5]
-            .iter()
-            .map(|v| f16::from_f32(*v))
-            .collect();
+        let values: Vec<f32> = vec![1.0, 2.0, 3.0, 5.0, -1.0, 0.5];
         let mut s = FeatureStats::new("t", "summary", 2);
         s.push_vectors(&values);
         let t = tables(&[s]).unwrap();
-        let all: Vec<f64> = values.iter().map(|v| f64::from(v.to_f32())).collect();
+        let all: Vec<f64> = values.iter().map(|v| f64::from(*v)).collect();
         let mean = all.iter().sum::<f64>() / 6.0;
         let std = (all.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 6.0).sqrt();
         let row = |name: &str| t.overall.column(name).unwrap().f64().unwrap().get(0).unwrap();

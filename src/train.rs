@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float16Type, UInt16Type, UInt32Type, UInt64Type};
-use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_array::types::{UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::BooleanArray;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -20,7 +20,7 @@ use serde::Serialize;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-use crate::cache::{self, teacher_columns as tc, FeatureShape, Manifest, TableReader};
+use crate::cache::{self, codec, teacher_columns as tc, FeatureEncodings, FeatureShape, Manifest, TableReader};
 use crate::config::{LossWeights, TrainConfig};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -121,6 +121,7 @@ struct RowView {
 struct TeacherTable {
     name: String,
     shape: FeatureShape,
+    encodings: FeatureEncodings,
     reader: TableReader,
     weights: LossWeights,
 }
@@ -235,6 +236,8 @@ fn open_teachers(dir: &Path, manifest: &Manifest, config: &TrainConfig) -> Resul
             let reader = TableReader::open(&path, manifest.table_format)?;
             let shape = cache::feature_shape_of(reader.schema())
                 .map_err(|m| Error::cache(&path, m))?;
+            let encodings = cache::feature_encodings_of(reader.schema())
+                .map_err(|m| Error::cache(&path, m))?;
             if reader.num_rows() != manifest.rows {
                 return Err(Error::cache(
                     &path,
@@ -244,6 +247,7 @@ fn open_teachers(dir: &Path, manifest: &Manifest, config: &TrainConfig) -> Resul
             Ok(TeacherTable {
                 name: entry.name.clone(),
                 shape,
+                encodings,
                 reader,
                 weights: config.loss.get(&entry.name).copied().unwrap_or_default(),
             })
@@ -327,24 +331,6 @@ fn student_inputs(
     Ok((x - mean) / std)
 }
 
-/// Decodes a fixed-size list of float16 column into a float tensor `[rows, width]`.
-///
-/// # Errors
-///
-/// When the column is not a fixed-size list of float16.
-pub fn f16_column(batch: &RecordBatch, name: &str) -> Result<Tensor> {
-    let list = batch[name]
-        .as_fixed_size_list_opt()
-        .ok_or_else(|| Error::Train(format!("column {name} is not a fixed-size list")))?;
-    let width = list.value_length() as i64;
-    let values = list.values().as_primitive_opt::<Float16Type>().ok_or_else(|| {
-        Error::Train(format!("column {name} does not hold float16"))
-    })?;
-    let start = list.offset() * width as usize;
-    let slice = &values.values()[start..start + list.len() * width as usize];
-    Ok(Tensor::from_slice(slice).view([list.len() as i64, width]).to_kind(Kind::Float))
-}
-
 type StepRecord = (f64, std::collections::BTreeMap<String, f64>);
 
 fn train_step(
@@ -375,18 +361,23 @@ fn train_step(
 }
 
 fn targets(table: &TeacherTable, batch: &[u64], device: Device) -> Result<(Option<Tensor>, Tensor)> {
-    let s = table.shape;
-    let mut columns = vec![tc::PATCH_TOKENS];
+    let (s, e) = (table.shape, table.encodings);
+    let mut columns = codec::columns(tc::PATCH_TOKENS, e.patch_tokens);
     if s.summary_dim > 0 {
-        columns.push(tc::SUMMARY);
+        columns.extend(codec::columns(tc::SUMMARY, e.summary));
     }
-    let rows = table.reader.take(batch, &columns)?;
+    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let rows = table.reader.take(batch, &names)?;
     let b = batch.len() as i64;
-    let patches = f16_column(&rows, tc::PATCH_TOKENS)?
-        .view([b, s.num_tokens() as i64, s.patch_dim as i64])
-        .to_device(device);
+    let decode = |column: &str, encoding, values: usize, tokens: usize| -> Result<Tensor> {
+        let data = codec::decode(&rows, column, encoding, values, tokens)
+            .map_err(|m| Error::Train(format!("teacher {}: {m}", table.name)))?;
+        Ok(Tensor::from_slice(&data).to_device(device))
+    };
+    let patches = decode(tc::PATCH_TOKENS, e.patch_tokens, s.patch_values(), s.num_tokens())?
+        .view([b, s.num_tokens() as i64, s.patch_dim as i64]);
     let summary = if s.summary_dim > 0 {
-        Some(f16_column(&rows, tc::SUMMARY)?.to_device(device))
+        Some(decode(tc::SUMMARY, e.summary, s.summary_dim, 1)?.view([b, s.summary_dim as i64]))
     } else {
         None
     };

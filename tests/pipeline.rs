@@ -203,6 +203,50 @@ fn parquet_cache_holds_the_same_rows_as_lance_and_reads_in_pyarrow() {
     run_ok(Command::new(python()).arg(repo().join("tests/python/check_cache.py")).arg(&parquet).arg(&stats_dir));
 }
 
+#[test]
+fn non_default_codecs_decode_in_python_to_the_statistics_we_compute() {
+    let dir = scratch("codecs");
+    let pipeline = write_pipeline(&dir, 2, 0, "");
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    let (clip, sam) = (
+        format!("path = {:?}", fixture().teachers.join("clip.pt")),
+        format!("path = {:?}", fixture().teachers.join("sam.pt")),
+    );
+    let text = text
+        .replace(&clip, &format!("{clip}\npatch_codec = \"int8\"\nsummary_codec = \"bfloat16\"\ncompression = \"bss-zstd\""))
+        .replace(&sam, &format!("{sam}\npatch_codec = \"float32\""));
+    std::fs::write(&pipeline, text).unwrap();
+    extract(&dir, &pipeline, &[]);
+    run_ok(distillery(&dir).args(["stats", "--cache", "cache", "--output", "stats"]));
+    run_ok(
+        Command::new(python())
+            .arg(repo().join("tests/python/check_cache.py"))
+            .arg(dir.join("cache"))
+            .arg(dir.join("stats")),
+    );
+    // int8 with per-token scales stays close to the float16 features of the same views.
+    let manifest = Manifest::load(&dir.join("cache")).unwrap();
+    let clip = manifest.teacher("clip").unwrap();
+    assert_eq!(clip.patch_encoding.codec, distillery::cache::codec::Codec::Int8);
+    let reference = read_all(shared_cache(), &clip.table, CacheFormat::Lance);
+    let reference = f16_rows(&reference, tc::PATCH_TOKENS);
+    let reader = TableReader::open(&dir.join("cache").join(&clip.table), CacheFormat::Lance).unwrap();
+    let rows: Vec<u64> = (0..reader.num_rows() as u64).collect();
+    let batch = reader.take(&rows, &["patch_tokens", "patch_tokens_scale"]).unwrap();
+    let decoded = distillery::cache::codec::decode(&batch, "patch_tokens", clip.patch_encoding, 16 * 64, 16).unwrap();
+    for (r, want) in reference.iter().enumerate() {
+        let got = &decoded[r * want.len()..(r + 1) * want.len()];
+        for (a, b) in want.chunks(64).zip(got.chunks(64)) {
+            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let cos = dot / (norm(a) * norm(b));
+            assert!(cos > 0.999, "row {r}: int8 token cosine {cos}");
+        }
+    }
+    // Training reads every codec.
+    run_ok(distillery(&dir).args(["train", "--cache", "cache", "--epochs", "1", "--output", "student"]));
+}
+
 fn log_terms(path: &Path) -> Vec<HashMap<String, f64>> {
     std::fs::read_to_string(path)
         .unwrap()

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
+use crate::cache::codec::{self, Codec, Compression, Encoding};
 use crate::config::CacheFormat;
 
 /// Version of the cache format written by this code.
@@ -44,7 +45,9 @@ pub mod teacher_metadata {
     pub const NUM_TOKENS: &str = "distillery:num_tokens";
     pub const PATCH_DIM: &str = "distillery:patch_dim";
     pub const SUMMARY_DIM: &str = "distillery:summary_dim";
-    pub const DTYPE: &str = "distillery:dtype";
+    pub const SUMMARY_CODEC: &str = "distillery:summary_codec";
+    pub const PATCH_CODEC: &str = "distillery:patch_tokens_codec";
+    pub const COMPRESSION: &str = "distillery:compression";
 }
 
 /// Relative path of the images table.
@@ -95,18 +98,16 @@ pub fn f16_item_field() -> Arc<Field> {
     Arc::new(Field::new("item", DataType::Float16, true))
 }
 
-fn zstd_field(name: &str, size: usize) -> Field {
-    let metadata = HashMap::from([
-        ("lance-encoding:compression".to_string(), "zstd".to_string()),
-        ("lance-encoding:compression-level".to_string(), "3".to_string()),
-    ]);
-    Field::new(name, DataType::FixedSizeList(f16_item_field(), size as i32), false)
-        .with_metadata(metadata)
+/// How a teacher table stores its two feature columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeatureEncodings {
+    pub summary: Encoding,
+    pub patch_tokens: Encoding,
 }
 
 /// Schema of a teacher table. A teacher without a summary (`summary_dim == 0`) has no
-/// `summary` column.
-pub fn teacher_schema(teacher: &str, shape: FeatureShape) -> SchemaRef {
+/// `summary` column; an int8 column is followed by its `<column>_scale`.
+pub fn teacher_schema(teacher: &str, shape: FeatureShape, enc: FeatureEncodings) -> SchemaRef {
     use teacher_columns::*;
     let mut fields = vec![
         Field::new(IMAGE_ID, DataType::UInt64, false),
@@ -118,9 +119,9 @@ pub fn teacher_schema(teacher: &str, shape: FeatureShape) -> SchemaRef {
         Field::new(FLIP, DataType::Boolean, false),
     ];
     if shape.summary_dim > 0 {
-        fields.push(zstd_field(SUMMARY, shape.summary_dim));
+        fields.extend(codec::fields(SUMMARY, enc.summary, shape.summary_dim, 1));
     }
-    fields.push(zstd_field(PATCH_TOKENS, shape.patch_values()));
+    fields.extend(codec::fields(PATCH_TOKENS, enc.patch_tokens, shape.patch_values(), shape.num_tokens()));
     let m = |k: &str, v: String| (k.to_string(), v);
     let metadata = HashMap::from([
         m(teacher_metadata::FORMAT_VERSION, FORMAT_VERSION.to_string()),
@@ -130,9 +131,32 @@ pub fn teacher_schema(teacher: &str, shape: FeatureShape) -> SchemaRef {
         m(teacher_metadata::NUM_TOKENS, shape.num_tokens().to_string()),
         m(teacher_metadata::PATCH_DIM, shape.patch_dim.to_string()),
         m(teacher_metadata::SUMMARY_DIM, shape.summary_dim.to_string()),
-        m(teacher_metadata::DTYPE, "float16".to_string()),
+        m(teacher_metadata::SUMMARY_CODEC, enc.summary.codec.name().to_string()),
+        m(teacher_metadata::PATCH_CODEC, enc.patch_tokens.codec.name().to_string()),
+        m(teacher_metadata::COMPRESSION, enc.patch_tokens.compression.name().to_string()),
     ]);
     Arc::new(Schema::new_with_metadata(fields, metadata))
+}
+
+/// Reads the encodings back from a teacher table's schema metadata.
+///
+/// # Errors
+///
+/// A message naming an unknown codec or compression.
+pub fn feature_encodings_of(schema: &Schema) -> Result<FeatureEncodings, String> {
+    let meta = schema.metadata();
+    let codec = |key: &str| -> Result<Codec, String> {
+        meta.get(key).map(|v| v.parse()).unwrap_or(Ok(Codec::Float16))
+    };
+    let compression = match meta.get(teacher_metadata::COMPRESSION).map(String::as_str) {
+        None | Some("native") => Compression::Native,
+        Some("bss-zstd") => Compression::BssZstd,
+        Some(other) => return Err(format!("unknown compression {other:?}")),
+    };
+    Ok(FeatureEncodings {
+        summary: Encoding { codec: codec(teacher_metadata::SUMMARY_CODEC)?, compression },
+        patch_tokens: Encoding { codec: codec(teacher_metadata::PATCH_CODEC)?, compression },
+    })
 }
 
 /// Reads the feature shape back from a teacher table's schema metadata.
@@ -175,8 +199,9 @@ mod tests {
             grid_w: 5,
             patch_dim: 64,
         };
-        let schema = teacher_schema("clip", shape);
+        let schema = teacher_schema("clip", shape, FeatureEncodings::default());
         assert_eq!(feature_shape_of(&schema).unwrap(), shape);
+        assert_eq!(feature_encodings_of(&schema).unwrap(), FeatureEncodings::default());
         let field = schema.field_with_name("patch_tokens").unwrap();
         assert_eq!(
             field.data_type(),
@@ -192,7 +217,7 @@ mod tests {
             grid_w: 4,
             patch_dim: 256,
         };
-        let schema = teacher_schema("sam", shape);
+        let schema = teacher_schema("sam", shape, FeatureEncodings::default());
         assert!(schema.field_with_name("summary").is_err());
     }
 }

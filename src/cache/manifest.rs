@@ -60,6 +60,10 @@ pub struct TeacherEntry {
     pub module_path: PathBuf,
     /// Inference precision.
     pub precision: String,
+    /// How the summary is stored.
+    pub summary_encoding: crate::cache::codec::Encoding,
+    /// How the patch tokens are stored.
+    pub patch_encoding: crate::cache::codec::Encoding,
     /// Rows in the table.
     pub rows: usize,
     /// Bytes on disk of the table.

@@ -5,6 +5,7 @@
 //! libtorch, so that tools which only read caches stay light. `schemas/` documents the
 //! same format for readers without this code.
 
+pub mod codec;
 pub mod format;
 pub mod manifest;
 pub mod table;
