@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod measure;
 pub mod progress;
 pub mod sidecar;
 pub mod sources;

@@ -29,6 +29,18 @@ enum Command {
     Inspect(InspectArgs),
     /// Time the teachers alone on pre-made views (the bound on extract); prints JSON.
     BenchTeachers(BenchArgs),
+    /// Measure every storage codec on a cache's features: bytes, error, decode speed.
+    Codecs(CodecsArgs),
+}
+
+#[derive(Args)]
+struct CodecsArgs {
+    /// Cache whose features to re-encode (write it with float32 codecs for exact errors).
+    #[arg(long)]
+    cache: PathBuf,
+    /// Also write the measurements as JSON lines to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -181,6 +193,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Stats(args) => run_stats(args),
         Command::Inspect(args) => run_inspect(args),
         Command::BenchTeachers(args) => run_bench(args),
+        Command::Codecs(args) => run_codecs(args),
     }
 }
 
@@ -367,4 +380,38 @@ fn run_bench(args: BenchArgs) -> Result<()> {
     let bench = extract::bench_teachers(&pipeline)?;
     println!("{}", serde_json::to_string(&bench)?);
     Ok(())
+}
+
+fn run_codecs(args: CodecsArgs) -> Result<()> {
+    let scratch = tempfile_dir(&args.cache)?;
+    let result = distillery::measure::measure(&args.cache, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let rows = result?;
+    println!(
+        "{:<8} {:<12} {:<7} {:<8} {:<8} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "teacher", "kind", "table", "codec", "compress", "B/image", "ratio", "cos mean", "cos min",
+        "rel mean", "rel max", "Mval/s"
+    );
+    for m in &rows {
+        println!(
+            "{:<8} {:<12} {:<7} {:<8} {:<8} {:>10.0} {:>7.3} {:>9.6} {:>9.6} {:>9.2e} {:>9.2e} {:>8.1}",
+            m.teacher, m.kind, m.table_format, m.codec, m.compression, m.bytes_per_image,
+            m.ratio_to_raw_f16, m.cosine_mean, m.cosine_worst, m.rel_error_mean,
+            m.rel_error_worst, m.decode_mvalues_per_s
+        );
+    }
+    if let Some(path) = args.json {
+        let lines: Vec<String> = rows.iter().map(|m| serde_json::to_string(m).expect("json")).collect();
+        std::fs::write(&path, lines.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// A fresh scratch directory beside the cache, for the measurement tables.
+fn tempfile_dir(cache: &Path) -> Result<PathBuf> {
+    let mut name = cache.as_os_str().to_os_string();
+    name.push(format!(".codecs-{}", std::process::id()));
+    let dir = PathBuf::from(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
 }
