@@ -158,6 +158,9 @@ pub struct ExtractConfig {
     /// Replace an existing cache at `output`.
     #[serde(default)]
     pub overwrite: bool,
+    /// Source records between checkpoints (Lance): a killed run resumes from the last one.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
 }
 
 /// One teacher: a TorchScript file exported by `pipelines/export_teacher.py`.
@@ -463,6 +466,9 @@ fn check_range(name: &str, range: [f64; 2], lo: f64, hi: f64) -> Result<()> {
     }
 }
 
+fn default_checkpoint_every() -> usize {
+    1024
+}
 fn default_views() -> usize {
     2
 }

@@ -78,22 +78,92 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
     );
 
     let partial = partial_dir(&output);
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
-    }
-    std::fs::create_dir_all(partial.join("teachers")).map_err(|e| Error::io(&partial, e))?;
-    let result = extract_into(pipeline, &teachers, &source, &partial, progress);
+    let resume = prepare_partial(pipeline, &partial)?;
+    let result = extract_into(pipeline, &teachers, &source, &partial, resume, progress);
     let mut report = match result {
         Ok(report) => report,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&partial);
+            // Keep a checkpointed run for the next attempt; drop one with nothing saved.
+            if !partial.join(JOURNAL_FILE).exists() {
+                let _ = std::fs::remove_dir_all(&partial);
+            }
             return Err(e);
         }
     };
+    std::fs::remove_file(partial.join(JOURNAL_FILE)).map_err(|e| Error::io(&partial, e))?;
     commit(&partial, &output)?;
     report.output = output;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// File in `<output>.partial` recording the last checkpoint of a run.
+pub const JOURNAL_FILE: &str = "journal.json";
+
+/// The last checkpoint of a run: every table committed up to `records_done` source
+/// records, at the recorded versions.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Journal {
+    /// The resolved pipeline the run was started with, as JSON: a resume must match it.
+    fingerprint: String,
+    records_done: usize,
+    images: usize,
+    rejected: Vec<Rejected>,
+    /// Lance version of each table (relative path) at the checkpoint.
+    versions: BTreeMap<String, u64>,
+}
+
+fn fingerprint(pipeline: &Pipeline) -> String {
+    let mut p = pipeline.clone();
+    p.extract.overwrite = false;
+    format!(
+        "{}\n{}",
+        env!("CARGO_PKG_VERSION"),
+        serde_json::to_string(&p).expect("pipeline serialises")
+    )
+}
+
+impl Journal {
+    fn load(dir: &Path) -> Option<Journal> {
+        let text = std::fs::read_to_string(dir.join(JOURNAL_FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Writes the journal atomically (write, then rename).
+    fn save(&self, dir: &Path) -> Result<()> {
+        let tmp = dir.join(format!("{JOURNAL_FILE}.tmp"));
+        let text = serde_json::to_string(self).expect("journal serialises");
+        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, dir.join(JOURNAL_FILE)).map_err(|e| Error::io(dir, e))
+    }
+}
+
+/// Readies `<output>.partial`: resumes the checkpoint of an interrupted run of the same
+/// pipeline (rolling every table back to it), or starts afresh.
+fn prepare_partial(pipeline: &Pipeline, partial: &Path) -> Result<Option<Journal>> {
+    if let Some(journal) = Journal::load(partial) {
+        let lance = pipeline.extract.format == CacheFormat::Lance;
+        if journal.fingerprint == fingerprint(pipeline) && lance {
+            for (table, version) in &journal.versions {
+                cache::table::restore_lance_version(&partial.join(table), *version)?;
+            }
+            tracing::info!(
+                records = journal.records_done,
+                "resuming the interrupted run in {}",
+                partial.display()
+            );
+            return Ok(Some(journal));
+        }
+        tracing::warn!(
+            "{} holds a run of another pipeline; starting afresh",
+            partial.display()
+        );
+    }
+    if partial.exists() {
+        std::fs::remove_dir_all(partial).map_err(|e| Error::io(partial, e))?;
+    }
+    std::fs::create_dir_all(partial.join("teachers")).map_err(|e| Error::io(partial, e))?;
+    Ok(None)
 }
 
 /// The pipeline with source and teacher paths made absolute, as the manifest records it,
@@ -195,31 +265,41 @@ fn extract_into(
     teachers: &[Teacher],
     source: &Source,
     dir: &Path,
+    resume: Option<Journal>,
     progress: &dyn Progress,
 ) -> Result<ExtractReport> {
     let format = pipeline.extract.format;
-    let mut sinks = open_sinks(dir, format, teachers, &pipeline.teachers)?;
+    let mut sinks = open_sinks(dir, format, teachers, &pipeline.teachers, resume.is_some())?;
     let keys: Vec<RenderKey> = teachers.iter().map(render_key).collect();
     let (sender, receiver) = sync_channel(PREFETCH_CHUNKS);
     let sampler = sampler_of(pipeline);
     let views = pipeline.extract.views_per_image;
     let per_chunk = (pipeline.extract.batch_size / views).max(1);
+    let mut state = resume.unwrap_or_else(|| Journal {
+        fingerprint: fingerprint(pipeline),
+        records_done: 0,
+        images: 0,
+        rejected: Vec::new(),
+        versions: BTreeMap::new(),
+    });
+    let remaining = &source.records()[state.records_done..];
 
     progress.begin("extract", source.records().len() as u64);
+    progress.advance(state.records_done as u64, 0);
     let consumed = std::thread::scope(|scope| {
-        scope.spawn(|| produce_chunks(source, sampler, views, per_chunk, &keys, sender));
-        consume_chunks(pipeline, teachers, &mut sinks, receiver, progress)
+        scope.spawn(|| produce_chunks(remaining, source, sampler, views, per_chunk, &keys, sender));
+        consume_chunks(pipeline, teachers, &mut sinks, receiver, &mut state, dir, progress)
     });
     progress.finish();
-    let (images, rejected) = consumed?;
+    consumed?;
 
-    if images == 0 {
+    if state.images == 0 {
         return Err(Error::Source {
             path: source.root().to_path_buf(),
-            message: format!("no image could be decoded ({} rejected)", rejected.len()),
+            message: format!("no image could be decoded ({} rejected)", state.rejected.len()),
         });
     }
-    finish_cache(pipeline, teachers, source, dir, sinks, images, rejected)
+    finish_cache(pipeline, teachers, source, dir, sinks, state.images, state.rejected)
 }
 
 fn sampler_of(pipeline: &Pipeline) -> ViewSampler {
@@ -237,18 +317,22 @@ fn open_sinks(
     format: CacheFormat,
     teachers: &[Teacher],
     configs: &[TeacherConfig],
+    resume: bool,
 ) -> Result<Sinks> {
-    let images = TableSink::create(
-        &dir.join(cache::images_table_path(format)),
-        format,
-        cache::images_schema(),
-    )?;
+    let open = |path: &Path, schema| {
+        if resume {
+            TableSink::append(path, format, schema)
+        } else {
+            TableSink::create(path, format, schema)
+        }
+    };
+    let images = open(&dir.join(cache::images_table_path(format)), cache::images_schema())?;
     let teachers = teachers
         .iter()
         .zip(configs)
         .map(|(t, c)| {
             let path = dir.join(cache::teacher_table_path(t.name(), format));
-            TableSink::create(&path, format, cache::teacher_schema(t.name(), shape_of(t), encodings_of(c)))
+            open(&path, cache::teacher_schema(t.name(), shape_of(t), encodings_of(c)))
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Sinks { images, teachers })
@@ -273,6 +357,7 @@ fn encodings_of(config: &TeacherConfig) -> FeatureEncodings {
 }
 
 fn produce_chunks(
+    records: &[ImageRecord],
     source: &Source,
     sampler: ViewSampler,
     views: usize,
@@ -283,7 +368,7 @@ fn produce_chunks(
     let mut unique: Vec<RenderKey> = keys.to_vec();
     unique.sort();
     unique.dedup();
-    for records in source.records().chunks(per_chunk) {
+    for records in records.chunks(per_chunk) {
         let bytes = source.read(records);
         let prepared = prepare_chunk(records, bytes, sampler, views, &unique);
         if sender.send(prepared).is_err() {
@@ -335,7 +420,7 @@ fn prepare_chunk(
                 chunk.images.push((record.clone(), w, h));
             }
             Err(error) => {
-                tracing::warn!(key = record.key, %error, "skipping image");
+                tracing::info!(key = record.key, %error, "skipping image");
                 chunk.rejected.push(Rejected {
                     key: record.key.clone(),
                     error,
@@ -351,40 +436,64 @@ fn consume_chunks(
     teachers: &[Teacher],
     sinks: &mut Sinks,
     receiver: Receiver<Chunk>,
+    state: &mut Journal,
+    dir: &Path,
     progress: &dyn Progress,
-) -> Result<(usize, Vec<Rejected>)> {
+) -> Result<()> {
     let batch_size = pipeline.extract.batch_size;
-    let mut images = 0;
-    let mut rejected = Vec::new();
+    let checkpoint_every = pipeline.extract.checkpoint_every.max(1);
+    let mut since_checkpoint = 0;
     for chunk in receiver {
-        let done = (chunk.images.len() + chunk.rejected.len()) as u64;
-        rejected.extend(chunk.rejected.iter().cloned());
-        if chunk.images.is_empty() {
-            progress.advance(done, 0);
-            continue;
-        }
-        images += chunk.images.len();
-        sinks.images.send(images_batch(&chunk.images)?)?;
+        let done = chunk.images.len() + chunk.rejected.len();
+        state.rejected.extend(chunk.rejected.iter().cloned());
         let mut bytes = 0;
-        let configs = &pipeline.teachers;
-        for ((teacher, config), sink) in teachers.iter().zip(configs).zip(sinks.teachers.iter_mut()) {
-            let rendered = &chunk.rendered[&render_key(teacher)];
-            for (views, pixels) in chunk.views.chunks(batch_size).zip(rendered.chunks(batch_size)) {
-                let out = teacher.forward(&crate::teacher::stack_views(pixels))?;
-                let batch = teacher_batch(teacher, config, views, &out.summary, &out.patch_tokens)?;
-                bytes += batch.get_array_memory_size() as u64;
-                tracing::debug!(
-                    teacher = teacher.name(),
-                    rows = batch.num_rows(),
-                    bytes = batch.get_array_memory_size(),
-                    "batch"
-                );
-                sink.send(batch)?;
+        if !chunk.images.is_empty() {
+            state.images += chunk.images.len();
+            sinks.images.send(images_batch(&chunk.images)?)?;
+            let configs = &pipeline.teachers;
+            let tables = teachers.iter().zip(configs).zip(sinks.teachers.iter_mut());
+            for ((teacher, config), sink) in tables {
+                let rendered = &chunk.rendered[&render_key(teacher)];
+                let batches = chunk.views.chunks(batch_size).zip(rendered.chunks(batch_size));
+                for (views, pixels) in batches {
+                    let out = teacher.forward(&crate::teacher::stack_views(pixels))?;
+                    let batch = teacher_batch(teacher, config, views, &out.summary, &out.patch_tokens)?;
+                    bytes += batch.get_array_memory_size() as u64;
+                    tracing::debug!(teacher = teacher.name(), rows = batch.num_rows(), bytes, "batch");
+                    sink.send(batch)?;
+                }
             }
         }
-        progress.advance(done, bytes);
+        state.records_done += done;
+        since_checkpoint += done;
+        if since_checkpoint >= checkpoint_every && pipeline.extract.format == CacheFormat::Lance {
+            checkpoint(pipeline, teachers, sinks, state, dir)?;
+            since_checkpoint = 0;
+        }
+        progress.advance(done as u64, bytes);
     }
-    Ok((images, rejected))
+    Ok(())
+}
+
+/// Commits every table, then records the checkpoint: a run killed after this resumes
+/// from `state.records_done`.
+fn checkpoint(
+    pipeline: &Pipeline,
+    teachers: &[Teacher],
+    sinks: &mut Sinks,
+    state: &mut Journal,
+    dir: &Path,
+) -> Result<()> {
+    let format = pipeline.extract.format;
+    let images = sinks.images.commit()?;
+    state.versions.insert(cache::images_table_path(format), images);
+    for (teacher, sink) in teachers.iter().zip(sinks.teachers.iter_mut()) {
+        let version = sink.commit()?;
+        state.versions.insert(cache::teacher_table_path(teacher.name(), format), version);
+    }
+    state.save(dir)?;
+    tracing::debug!(records = state.records_done, "checkpoint");
+    Ok(())
 }
 
 fn images_batch(images: &[(ImageRecord, u32, u32)]) -> Result<RecordBatch> {
@@ -457,6 +566,14 @@ fn finish_cache(
         .collect::<Result<_>>()?;
     let views = pipeline.extract.views_per_image;
     let rows = images * views;
+    // A resumed run sent only part of the rows itself: count what the tables hold.
+    for t in teachers {
+        let path = dir.join(cache::teacher_table_path(t.name(), format));
+        let held = cache::TableReader::open(&path, format)?.num_rows();
+        if held != rows {
+            return Err(Error::cache(&path, format!("holds {held} rows, expected {rows}")));
+        }
+    }
     let entries: Vec<TeacherEntry> = teachers
         .iter()
         .zip(&pipeline.teachers)
@@ -468,7 +585,7 @@ fn finish_cache(
             precision: cfg.precision.clone(),
             summary_encoding: cfg.summary_encoding(),
             patch_encoding: cfg.patch_encoding(),
-            rows: s.rows,
+            rows,
             bytes: s.bytes,
             sidecar: t.sidecar().clone(),
         })
@@ -496,9 +613,9 @@ fn finish_cache(
             let shape = shape_of(t);
             TeacherReport {
                 name: t.name().to_string(),
-                rows: s.rows,
+                rows,
                 bytes: s.bytes,
-                raw_f16_bytes: (s.rows * (shape.summary_dim + shape.patch_values()) * 2) as u64,
+                raw_f16_bytes: (rows * (shape.summary_dim + shape.patch_values()) * 2) as u64,
             }
         })
         .collect();

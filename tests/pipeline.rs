@@ -247,6 +247,59 @@ fn non_default_codecs_decode_in_python_to_the_statistics_we_compute() {
     run_ok(distillery(&dir).args(["train", "--cache", "cache", "--epochs", "1", "--output", "student"]));
 }
 
+#[test]
+fn extract_killed_at_random_points_resumes_to_exactly_the_uninterrupted_cache() {
+    let dir = scratch("resume");
+    let extra = "checkpoint_every = 1";
+    let pipeline = write_pipeline(&dir, 6, 0, extra);
+    let text = std::fs::read_to_string(&pipeline).unwrap().replace("batch_size = 8", "batch_size = 2");
+    std::fs::write(&pipeline, text).unwrap();
+    let started = std::time::Instant::now();
+    extract(&dir, &pipeline, &["--output", "whole"]);
+    let whole_ms = started.elapsed().as_millis() as u64;
+
+    // Kill -9 at spread-out moments of a run (startup, early, middle, late), resuming each
+    // time, until a run completes.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let jitter = u64::from(nanos % 100);
+    let (mut kills, mut resumable) = (0, 0);
+    for percent in [35, 55, 70, 85] {
+        let mut child = distillery(&dir)
+            .args(["extract", "--pipeline", "pipeline.toml", "--output", "resumed"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(whole_ms * percent / 100 + jitter));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        kills += 1;
+        resumable += usize::from(dir.join("resumed.partial/journal.json").exists());
+        if dir.join("resumed").exists() {
+            break; // killed after its final rename: the cache is complete (checked below)
+        }
+    }
+    if !dir.join("resumed").exists() {
+        extract(&dir, &pipeline, &["--output", "resumed"]);
+    }
+    assert!(resumable >= 1, "{kills} kills, none after a checkpoint: no resume was tested");
+    assert!(!dir.join("resumed.partial").exists());
+
+    let whole = Manifest::load(&dir.join("whole")).unwrap();
+    let resumed = Manifest::load(&dir.join("resumed")).unwrap();
+    assert_eq!(resumed.rows, whole.rows);
+    assert_eq!(resumed.rejected, whole.rejected);
+    let tables = std::iter::once(whole.images_table.clone()).chain(whole.teachers.iter().map(|t| t.table.clone()));
+    for table in tables {
+        let a = read_all(&dir.join("whole"), &table, CacheFormat::Lance);
+        let b = read_all(&dir.join("resumed"), &table, CacheFormat::Lance);
+        assert_eq!(a, b, "{table} differs after {kills} kills");
+    }
+}
+
 fn log_terms(path: &Path) -> Vec<HashMap<String, f64>> {
     std::fs::read_to_string(path)
         .unwrap()

@@ -35,6 +35,8 @@ pub struct TableSummary {
 
 enum Message {
     Batch(RecordBatch),
+    /// Commit what was sent so far and report the table version.
+    Commit(SyncSender<Result<u64>>),
     Finish,
 }
 
@@ -56,6 +58,22 @@ impl TableSink {
         if path.exists() {
             return Err(Error::cache(path, "exists already"));
         }
+        Self::start(path, format, schema)
+    }
+
+    /// Continues a Lance table at `path`: batches are appended to it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cache`] for Parquet, which cannot be appended to.
+    pub fn append(path: &Path, format: CacheFormat, schema: SchemaRef) -> Result<TableSink> {
+        if format != CacheFormat::Lance {
+            return Err(Error::cache(path, "only Lance tables can be appended to"));
+        }
+        Self::start(path, format, schema)
+    }
+
+    fn start(path: &Path, format: CacheFormat, schema: SchemaRef) -> Result<TableSink> {
         let (sender, receiver) = sync_channel(SINK_QUEUE);
         let target = path.to_path_buf();
         let handle = std::thread::Builder::new()
@@ -80,13 +98,34 @@ impl TableSink {
     /// The writer's own error, when it has stopped.
     pub fn send(&mut self, batch: RecordBatch) -> Result<()> {
         self.rows += batch.num_rows();
+        self.message(Message::Batch(batch))
+    }
+
+    fn message(&mut self, message: Message) -> Result<()> {
         let sender = self.sender.as_ref().expect("sink used after finish");
-        if sender.send(Message::Batch(batch)).is_err() {
+        if sender.send(message).is_err() {
             return Err(self.join().err().unwrap_or_else(|| {
                 Error::cache(&self.path, "writer stopped without an error")
             }));
         }
         Ok(())
+    }
+
+    /// Makes everything sent so far durable and visible, as one commit; returns the
+    /// table's version (Lance) or 0 (Parquet, whose file is committed at `finish`).
+    ///
+    /// # Errors
+    ///
+    /// The writer's error, if any.
+    pub fn commit(&mut self) -> Result<u64> {
+        let (reply, answer) = sync_channel(1);
+        self.message(Message::Commit(reply))?;
+        match answer.recv() {
+            Ok(result) => result,
+            Err(_) => Err(self.join().err().unwrap_or_else(|| {
+                Error::cache(&self.path, "writer stopped without an error")
+            })),
+        }
     }
 
     /// Commits the table and waits for the writer.
@@ -124,36 +163,48 @@ impl Drop for TableSink {
     }
 }
 
-/// Feeds queued batches to Lance; ends with an error unless `Finish` arrived, so that an
-/// aborted run never commits a dataset.
-struct QueueReader {
-    schema: SchemaRef,
-    receiver: Receiver<Message>,
-    done: bool,
+/// How a group of batches ended.
+enum GroupEnd {
+    Commit(SyncSender<Result<u64>>),
+    Finish,
+    Aborted,
 }
 
-impl Iterator for QueueReader {
+type Shared<T> = Arc<std::sync::Mutex<T>>;
+
+/// Feeds one commit group of queued batches to Lance. Ends the stream at `Commit` or
+/// `Finish`; fails it when the sender went away, so that an aborted run commits nothing.
+struct GroupReader {
+    schema: SchemaRef,
+    first: Option<RecordBatch>,
+    receiver: Shared<Receiver<Message>>,
+    end: Shared<Option<GroupEnd>>,
+}
+
+impl Iterator for GroupReader {
     type Item = std::result::Result<RecordBatch, ArrowError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
+        if let Some(batch) = self.first.take() {
+            return Some(Ok(batch));
+        }
+        if self.end.lock().expect("end").is_some() {
             return None;
         }
-        match self.receiver.recv() {
-            Ok(Message::Batch(batch)) => Some(Ok(batch)),
-            Ok(Message::Finish) => {
-                self.done = true;
-                None
-            }
-            Err(_) => {
-                self.done = true;
-                Some(Err(ArrowError::ExternalError("write aborted".into())))
-            }
-        }
+        let message = self.receiver.lock().expect("receiver").recv();
+        let end = match message {
+            Ok(Message::Batch(batch)) => return Some(Ok(batch)),
+            Ok(Message::Commit(reply)) => GroupEnd::Commit(reply),
+            Ok(Message::Finish) => GroupEnd::Finish,
+            Err(_) => GroupEnd::Aborted,
+        };
+        let aborted = matches!(end, GroupEnd::Aborted);
+        *self.end.lock().expect("end") = Some(end);
+        aborted.then(|| Err(ArrowError::ExternalError("write aborted".into())))
     }
 }
 
-impl RecordBatchReader for QueueReader {
+impl RecordBatchReader for GroupReader {
     fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -172,18 +223,75 @@ fn uri_of(path: &Path) -> Result<String> {
     Ok(absolute.to_string_lossy().into_owned())
 }
 
+/// Writes commit groups to a Lance dataset: each group is one `Dataset::write`, creating
+/// the dataset on the first and appending afterwards.
 fn write_lance(path: &Path, schema: SchemaRef, receiver: Receiver<Message>) -> Result<()> {
-    let reader = QueueReader {
-        schema,
-        receiver,
-        done: false,
-    };
-    let params = WriteParams {
-        mode: WriteMode::Create,
-        ..Default::default()
-    };
     let uri = uri_of(path)?;
-    runtime()?.block_on(Dataset::write(reader, uri.as_str(), Some(params)))?;
+    let runtime = runtime()?;
+    let receiver = Arc::new(std::sync::Mutex::new(receiver));
+    let mut version = latest_version(&runtime, &uri);
+    loop {
+        let first = match receiver.lock().expect("receiver").recv() {
+            Ok(Message::Batch(batch)) => batch,
+            Ok(Message::Commit(reply)) => {
+                let _ = reply.send(Ok(version.unwrap_or(0)));
+                continue;
+            }
+            Ok(Message::Finish) if version.is_some() => return Ok(()),
+            // A table with no row is still created, so that readers find it.
+            Ok(Message::Finish) => RecordBatch::new_empty(schema.clone()),
+            Err(_) => return Err(Error::cache(path, "write aborted")),
+        };
+        let end = Arc::new(std::sync::Mutex::new(None));
+        let reader = GroupReader {
+            schema: schema.clone(),
+            first: Some(first),
+            receiver: receiver.clone(),
+            end: end.clone(),
+        };
+        let mode = if version.is_some() { WriteMode::Append } else { WriteMode::Create };
+        let params = WriteParams {
+            mode,
+            ..Default::default()
+        };
+        let written = runtime.block_on(Dataset::write(reader, uri.as_str(), Some(params)));
+        let end = end.lock().expect("end").take();
+        let written = written.map(|d| d.version().version);
+        match (end, written) {
+            (Some(GroupEnd::Commit(reply)), Ok(v)) => {
+                version = Some(v);
+                let _ = reply.send(Ok(v));
+            }
+            (Some(GroupEnd::Finish), Ok(_)) | (None, Ok(_)) => return Ok(()),
+            (Some(GroupEnd::Commit(reply)), Err(e)) => {
+                let _ = reply.send(Err(Error::cache(path, format!("commit failed: {e}"))));
+                return Err(e.into());
+            }
+            (_, Err(e)) => return Err(e.into()),
+            (Some(GroupEnd::Aborted), Ok(_)) => return Err(Error::cache(path, "write aborted")),
+        }
+    }
+}
+
+fn latest_version(runtime: &tokio::runtime::Runtime, uri: &str) -> Option<u64> {
+    runtime.block_on(Dataset::open(uri)).ok().map(|d| d.version().version)
+}
+
+/// Puts the Lance table at `path` back to `version`, dropping later commits (rows
+/// written after the last checkpoint of an interrupted run).
+///
+/// # Errors
+///
+/// When the table or the version cannot be opened.
+pub fn restore_lance_version(path: &Path, version: u64) -> Result<()> {
+    let runtime = runtime()?;
+    let uri = uri_of(path)?;
+    let dataset = runtime.block_on(Dataset::open(&uri))?;
+    if dataset.version().version == version {
+        return Ok(());
+    }
+    let mut old = runtime.block_on(dataset.checkout_version(version))?;
+    runtime.block_on(old.restore())?;
     Ok(())
 }
 
@@ -198,6 +306,9 @@ fn write_parquet(path: &Path, schema: SchemaRef, receiver: Receiver<Message>) ->
     loop {
         match receiver.recv() {
             Ok(Message::Batch(batch)) => writer.write(&batch)?,
+            Ok(Message::Commit(reply)) => {
+                let _ = reply.send(Ok(0));
+            }
             Ok(Message::Finish) => break,
             Err(_) => {
                 drop(writer);
@@ -504,6 +615,38 @@ mod tests {
             let err = reader.take(&[50], &["x"]).err().unwrap().to_string();
             assert!(err.contains("row 50 is out of range (50 rows)"), "{err}");
         }
+    }
+
+    #[test]
+    fn commits_make_versions_that_can_be_restored() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)]));
+        let path = dir.path().join("groups.lance");
+        let batch = |a: u64, b: u64| {
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(UInt64Array::from_iter_values(a..b))])
+                .unwrap()
+        };
+        let mut sink = TableSink::create(&path, CacheFormat::Lance, schema.clone()).unwrap();
+        sink.send(batch(0, 5)).unwrap();
+        let first = sink.commit().unwrap();
+        sink.send(batch(5, 8)).unwrap();
+        sink.send(batch(8, 9)).unwrap();
+        let second = sink.commit().unwrap();
+        assert!(second > first);
+        sink.send(batch(9, 12)).unwrap();
+        drop(sink); // aborted: the third group is never committed
+        let reader = TableReader::open(&path, CacheFormat::Lance).unwrap();
+        assert_eq!(reader.num_rows(), 9);
+
+        restore_lance_version(&path, first).unwrap();
+        let mut sink = TableSink::append(&path, CacheFormat::Lance, schema.clone()).unwrap();
+        sink.send(batch(5, 7)).unwrap();
+        sink.finish().unwrap();
+        let reader = TableReader::open(&path, CacheFormat::Lance).unwrap();
+        let all: Vec<u64> = (0..reader.num_rows() as u64).collect();
+        let got = reader.take(&all, &["x"]).unwrap();
+        let got = got.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+        assert_eq!(got.values().to_vec(), (0..7).collect::<Vec<u64>>());
     }
 
     #[test]
