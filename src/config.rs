@@ -410,30 +410,40 @@ impl Pipeline {
         self.train.validate()
     }
 
+    /// Checks one teacher entry's name and precision.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the teacher.
+    pub fn check_teacher(t: &TeacherConfig) -> Result<()> {
+        let valid = !t.name.is_empty()
+            && t.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(Error::Config(format!(
+                "teacher name {:?} must be non-empty ASCII letters, digits, '_' or '-'",
+                t.name
+            )));
+        }
+        if !["fp32", "fp16", "bf16"].contains(&t.precision.as_str()) {
+            return Err(Error::Config(format!(
+                "teacher {}: precision {:?} is not fp32, fp16 or bf16",
+                t.name, t.precision
+            )));
+        }
+        Ok(())
+    }
+
     fn validate_teachers(&self) -> Result<()> {
         if self.teachers.is_empty() {
             return Err(Error::Config("no [[teacher]] is given".into()));
         }
         let mut seen = std::collections::BTreeSet::new();
         for t in &self.teachers {
-            let valid = !t.name.is_empty()
-                && t.name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !valid {
-                return Err(Error::Config(format!(
-                    "teacher name {:?} must be non-empty ASCII letters, digits, '_' or '-'",
-                    t.name
-                )));
-            }
+            Self::check_teacher(t)?;
             if !seen.insert(t.name.as_str()) {
                 return Err(Error::Config(format!("teacher {} is given twice", t.name)));
-            }
-            if !["fp32", "fp16", "bf16"].contains(&t.precision.as_str()) {
-                return Err(Error::Config(format!(
-                    "teacher {}: precision {:?} is not fp32, fp16 or bf16",
-                    t.name, t.precision
-                )));
             }
         }
         for name in self.train.loss.keys() {

@@ -90,7 +90,10 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
             return Err(e);
         }
     };
-    std::fs::remove_file(partial.join(JOURNAL_FILE)).map_err(|e| Error::io(&partial, e))?;
+    let journal = partial.join(JOURNAL_FILE);
+    if journal.exists() {
+        std::fs::remove_file(&journal).map_err(|e| Error::io(&journal, e))?;
+    }
     commit(&partial, &output)?;
     report.output = output;
     report.seconds = started.elapsed().as_secs_f64();
@@ -349,7 +352,7 @@ pub fn shape_of(teacher: &Teacher) -> FeatureShape {
     }
 }
 
-fn encodings_of(config: &TeacherConfig) -> FeatureEncodings {
+pub(crate) fn encodings_of(config: &TeacherConfig) -> FeatureEncodings {
     FeatureEncodings {
         summary: config.summary_encoding(),
         patch_tokens: config.patch_encoding(),
@@ -512,7 +515,7 @@ fn images_batch(images: &[(ImageRecord, u32, u32)]) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(cache::images_schema(), columns)?)
 }
 
-fn teacher_batch(
+pub(crate) fn teacher_batch(
     teacher: &Teacher,
     config: &TeacherConfig,
     views: &[(u64, View)],
@@ -631,7 +634,7 @@ fn finish_cache(
     })
 }
 
-fn absolute(path: &Path) -> PathBuf {
+pub(crate) fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 

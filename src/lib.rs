@@ -5,6 +5,7 @@
 //! format, [`extract`] writes a cache, [`train`] trains a [`student`] from it alone, and
 //! [`stats`] summarises the features.
 
+pub mod add_teacher;
 pub mod cache;
 pub mod config;
 pub mod error;

@@ -31,6 +31,36 @@ enum Command {
     BenchTeachers(BenchArgs),
     /// Measure every storage codec on a cache's features: bytes, error, decode speed.
     Codecs(CodecsArgs),
+    /// Add a teacher to an existing cache, run on the views already stored.
+    AddTeacher(AddTeacherArgs),
+}
+
+#[derive(Args)]
+struct AddTeacherArgs {
+    /// Cache directory (Lance).
+    #[arg(long)]
+    cache: PathBuf,
+    /// Name of the new teacher (its table is teachers/<name>.lance).
+    #[arg(long)]
+    name: String,
+    /// TorchScript file exported by pipelines/export_teacher.py; its sidecar is <path>.json.
+    #[arg(long)]
+    path: PathBuf,
+    /// Inference precision: fp32 (default), fp16 or bf16.
+    #[arg(long, default_value = "fp32")]
+    precision: String,
+    /// Stored value type of the summary (default float16).
+    #[arg(long, default_value = "float16")]
+    summary_codec: String,
+    /// Stored value type of the patch tokens (default float16).
+    #[arg(long, default_value = "float16")]
+    patch_codec: String,
+    /// Torch device: cpu (default), cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Views per forward pass (default 32).
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
 }
 
 #[derive(Args)]
@@ -181,9 +211,21 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", error_chain(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes, once each: library errors already quote their source.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -194,6 +236,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Inspect(args) => run_inspect(args),
         Command::BenchTeachers(args) => run_bench(args),
         Command::Codecs(args) => run_codecs(args),
+        Command::AddTeacher(args) => run_add_teacher(args),
     }
 }
 
@@ -414,4 +457,26 @@ fn tempfile_dir(cache: &Path) -> Result<PathBuf> {
     let dir = PathBuf::from(name);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
+}
+
+fn run_add_teacher(args: AddTeacherArgs) -> Result<()> {
+    let parse = |s: &str| s.parse().map_err(anyhow::Error::msg);
+    let teacher = distillery::config::TeacherConfig {
+        name: args.name,
+        path: args.path,
+        precision: args.precision,
+        summary_codec: parse(&args.summary_codec)?,
+        patch_codec: parse(&args.patch_codec)?,
+        compression: Default::default(),
+    };
+    Pipeline::check_teacher(&teacher)?;
+    let entry = distillery::add_teacher::run(&args.cache, &teacher, &args.device, args.batch_size, &Bars::new())?;
+    println!(
+        "add-teacher: {} rows of {} aligned with the cache's views, {} on disk",
+        entry.rows,
+        entry.name,
+        HumanBytes(entry.bytes)
+    );
+    println!("  table: {}", args.cache.join(&entry.table).display());
+    Ok(())
 }

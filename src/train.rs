@@ -113,9 +113,9 @@ pub struct TrainReport {
 }
 
 /// The view of each row, read once from the cache.
-struct RowView {
-    image_id: u64,
-    view: View,
+pub(crate) struct RowView {
+    pub(crate) image_id: u64,
+    pub(crate) view: View,
 }
 
 struct TeacherTable {
@@ -255,7 +255,7 @@ fn open_teachers(dir: &Path, manifest: &Manifest, config: &TrainConfig) -> Resul
         .collect()
 }
 
-fn read_views(reader: &TableReader) -> Result<Vec<RowView>> {
+pub(crate) fn read_views(reader: &TableReader) -> Result<Vec<RowView>> {
     let columns = [tc::IMAGE_ID, tc::VIEW, tc::CROP_X, tc::CROP_Y, tc::CROP_W, tc::CROP_H, tc::FLIP];
     let mut out = Vec::with_capacity(reader.num_rows());
     for batch in reader.scan(&columns, 8192)? {

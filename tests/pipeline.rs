@@ -300,6 +300,51 @@ fn extract_killed_at_random_points_resumes_to_exactly_the_uninterrupted_cache() 
     }
 }
 
+#[test]
+fn a_teacher_added_later_equals_the_same_teacher_extracted_with_the_others() {
+    let dir = scratch("add-teacher");
+    let pipeline = write_pipeline(&dir, 2, 0, "");
+    let clip = format!(
+        "\n[[teacher]]\nname = \"clip\"\npath = {:?}\n",
+        fixture().teachers.join("clip.pt")
+    );
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    assert!(text.contains(&clip));
+    std::fs::write(&pipeline, text.replace(&clip, "")).unwrap();
+    extract(&dir, &pipeline, &[]);
+    let before = Manifest::load(&dir.join("cache")).unwrap();
+    assert!(before.teacher("clip").is_none());
+    let dinov2_before = read_all(&dir.join("cache"), "teachers/dinov2.lance", CacheFormat::Lance);
+
+    run_ok(
+        distillery(&dir)
+            .args(["add-teacher", "--cache", "cache", "--name", "clip", "--batch-size", "5", "--path"])
+            .arg(fixture().teachers.join("clip.pt")),
+    );
+    let after = Manifest::load(&dir.join("cache")).unwrap();
+    assert_eq!(after.teacher("clip").unwrap().rows, before.rows);
+    let added = read_all(&dir.join("cache"), "teachers/clip.lance", CacheFormat::Lance);
+    let together = read_all(shared_cache(), "teachers/clip.lance", CacheFormat::Lance);
+    // Same views, same teacher: the same rows, with float16 rounding the only freedom.
+    assert_eq!(added.columns()[..7], together.columns()[..7]);
+    for column in [tc::SUMMARY, tc::PATCH_TOKENS] {
+        let (a, b) = (f16_rows(&added, column), f16_rows(&together, column));
+        for (ra, rb) in a.iter().zip(&b) {
+            assert!(worst_relative_error(ra, rb) < 2e-3, "{column} differs");
+        }
+    }
+    assert_eq!(read_all(&dir.join("cache"), "teachers/dinov2.lance", CacheFormat::Lance), dinov2_before);
+    // Training and stats see the added teacher.
+    run_ok(distillery(&dir).args(["stats", "--cache", "cache", "--output", "stats"]));
+    run_ok(Command::new(python()).arg(repo().join("tests/python/check_cache.py")).arg(dir.join("cache")).arg(dir.join("stats")));
+    let err = run_err(
+        distillery(&dir)
+            .args(["add-teacher", "--cache", "cache", "--name", "clip", "--path"])
+            .arg(fixture().teachers.join("clip.pt")),
+    );
+    assert!(err.contains("already holds teacher clip"), "{err}");
+}
+
 fn log_terms(path: &Path) -> Vec<HashMap<String, f64>> {
     std::fs::read_to_string(path)
         .unwrap()

@@ -103,9 +103,12 @@ impl Manifest {
     ///
     /// [`Error::Io`] when the file cannot be written.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        // Write beside, then rename: readers see the old manifest or the new one.
         let path = dir.join(MANIFEST_FILE);
+        let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
         let text = serde_json::to_string_pretty(self).expect("manifest serialises");
-        std::fs::write(&path, text + "\n").map_err(|e| Error::io(path, e))
+        std::fs::write(&tmp, text + "\n").map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(path, e))
     }
 
     /// The entry of teacher `name`.

@@ -1,0 +1,117 @@
+//! `distillery add-teacher`: adds a teacher to an existing cache.
+//!
+//! The new teacher runs on the views already stored (the crop boxes and flips of the
+//! cache's rows, rebuilt from the source images), so its table is aligned row by row with
+//! the other teachers', which are neither read nor recomputed beyond their view columns.
+//! The table is written under a temporary name and renamed into place; the manifest is
+//! then replaced atomically, so a failed run leaves the cache as it was.
+
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::cache::{self, Manifest, TableSink, TeacherEntry};
+use crate::config::{CacheFormat, TeacherConfig};
+use crate::error::{Error, Result};
+use crate::extract::{absolute, encodings_of, shape_of, teacher_batch};
+use crate::progress::Progress;
+use crate::sources::{decode_rgb_bytes, Source};
+use crate::teacher::{parse_device, parse_precision, stack_views, Teacher};
+use crate::train::read_views;
+use crate::views::{filter_for, render};
+
+/// Images decoded per batch of work.
+const IMAGES_PER_CHUNK: usize = 8;
+
+/// Runs `teacher` over the stored views of the cache at `dir` and adds its table.
+///
+/// # Errors
+///
+/// A teacher that is already in the cache, does not load or breaks its sidecar; a cache
+/// whose source images are gone; write errors.
+pub fn run(dir: &Path, teacher: &TeacherConfig, device: &str, batch_size: usize, progress: &dyn Progress) -> Result<TeacherEntry> {
+    let mut manifest = Manifest::load(dir)?;
+    if manifest.teacher(&teacher.name).is_some() {
+        return Err(Error::cache(dir, format!("already holds teacher {}", teacher.name)));
+    }
+    if manifest.table_format != CacheFormat::Lance {
+        return Err(Error::cache(dir, "teachers can only be added to Lance caches"));
+    }
+    let mut config = teacher.clone();
+    config.path = absolute(&config.path);
+    let model = Teacher::load(&config.name, &config.path, parse_device(device)?, parse_precision(&config.precision)?)?;
+    model.check_contract()?;
+
+    let first = dir.join(&manifest.teachers[0].table);
+    let rows = read_views(&cache::TableReader::open(&first, manifest.table_format)?)?;
+    let source = Source::open(&manifest.pipeline.source)?;
+    let records: std::collections::HashMap<u64, &crate::sources::ImageRecord> =
+        source.records().iter().map(|r| (r.id, r)).collect();
+
+    let table = cache::teacher_table_path(&config.name, manifest.table_format);
+    let final_path = dir.join(&table);
+    let partial = dir.join(format!("teachers/.{}.partial.lance", config.name));
+    for stale in [&partial, &final_path] {
+        if stale.exists() {
+            // Left by a run that failed before its manifest update: not part of the cache.
+            std::fs::remove_dir_all(stale).map_err(|e| Error::io(stale, e))?;
+        }
+    }
+    let schema = cache::teacher_schema(&config.name, shape_of(&model), encodings_of(&config));
+    let mut sink = TableSink::create(&partial, manifest.table_format, schema)?;
+    let (h, w) = model.sidecar().input_hw();
+    let filter = filter_for(&model.sidecar().interpolation);
+
+    progress.begin("add-teacher", rows.len() as u64);
+    let per_chunk = IMAGES_PER_CHUNK * manifest.views_per_image.max(1);
+    for chunk in rows.chunks(per_chunk) {
+        let mut ids: Vec<u64> = chunk.iter().map(|r| r.image_id).collect();
+        ids.dedup();
+        let wanted: Vec<crate::sources::ImageRecord> = ids
+            .iter()
+            .map(|id| {
+                records.get(id).map(|r| (*r).clone()).ok_or_else(|| {
+                    Error::cache(dir, format!("image {id} is no longer in the source {}", source.root().display()))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let decoded: Vec<image::RgbImage> = source
+            .read(&wanted)
+            .into_par_iter()
+            .zip(wanted.par_iter())
+            .map(|(bytes, record)| {
+                bytes.and_then(|b| decode_rgb_bytes(&b)).map_err(|m| Error::cache(dir, format!("image {}: {m}", record.key)))
+            })
+            .collect::<Result<_>>()?;
+        let by_id: std::collections::HashMap<u64, &image::RgbImage> = ids.iter().copied().zip(decoded.iter()).collect();
+        let pixels: Vec<image::RgbImage> = chunk
+            .par_iter()
+            .map(|r| render(by_id[&r.image_id], &r.view, w, h, filter))
+            .collect();
+        let views: Vec<(u64, crate::views::View)> = chunk.iter().map(|r| (r.image_id, r.view)).collect();
+        for (v, p) in views.chunks(batch_size.max(1)).zip(pixels.chunks(batch_size.max(1))) {
+            let out = model.forward(&stack_views(p))?;
+            sink.send(teacher_batch(&model, &config, v, &out.summary, &out.patch_tokens)?)?;
+        }
+        progress.advance(chunk.len() as u64, 0);
+    }
+    progress.finish();
+    let summary = sink.finish()?;
+    std::fs::rename(&partial, &final_path).map_err(|e| Error::io(&final_path, e))?;
+
+    let entry = TeacherEntry {
+        name: config.name.clone(),
+        table,
+        module_path: config.path.clone(),
+        precision: config.precision.clone(),
+        summary_encoding: config.summary_encoding(),
+        patch_encoding: config.patch_encoding(),
+        rows: summary.rows,
+        bytes: summary.bytes,
+        sidecar: model.sidecar().clone(),
+    };
+    manifest.teachers.push(entry.clone());
+    manifest.pipeline.teachers.push(config);
+    manifest.save(dir)?;
+    Ok(entry)
+}
