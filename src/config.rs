@@ -161,6 +161,43 @@ pub struct ExtractConfig {
     /// Source records between checkpoints (Lance): a killed run resumes from the last one.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: usize,
+    /// `k/N`: process only the k-th of N deterministic slices of the source, into
+    /// `<output>.shards/k-of-N`; `distillery commit` joins the finished shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+/// One of `count` contiguous slices of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// The records of this shard among `total`, as a range: contiguous, in source order.
+    pub fn range(&self, total: usize) -> std::ops::Range<usize> {
+        (self.index * total / self.count)..((self.index + 1) * total / self.count)
+    }
+
+    /// Directory name of the shard under `<output>.shards`.
+    pub fn dir_name(&self) -> String {
+        format!("{}-of-{}", self.index, self.count)
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::Config(format!("shard {s:?} is not k/N with 0 <= k < N"));
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (k.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
 }
 
 /// One teacher: a TorchScript file exported by `pipelines/export_teacher.py`.

@@ -66,7 +66,10 @@ pub struct TeacherReport {
 pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport> {
     let started = Instant::now();
     let pipeline = &with_absolute_paths(pipeline);
-    let output = pipeline.extract.output.clone();
+    let output = match pipeline.extract.shard {
+        Some(shard) => shards_dir(&pipeline.extract.output).join(shard.dir_name()),
+        None => pipeline.extract.output.clone(),
+    };
     check_output(&output, pipeline.extract.overwrite)?;
     let teachers = load_teachers(pipeline)?;
     let source = Source::open(&pipeline.source)?;
@@ -78,6 +81,9 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
     );
 
     let partial = partial_dir(&output);
+    if let Some(parent) = partial.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
     let resume = prepare_partial(pipeline, &partial)?;
     let result = extract_into(pipeline, &teachers, &source, &partial, resume, progress);
     let mut report = match result {
@@ -98,6 +104,13 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
     report.output = output;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Where `extract --shard` writes its shards and `distillery commit` finds them.
+pub fn shards_dir(output: &Path) -> PathBuf {
+    let mut name = output.as_os_str().to_os_string();
+    name.push(".shards");
+    PathBuf::from(name)
 }
 
 /// File in `<output>.partial` recording the last checkpoint of a run.
@@ -285,9 +298,14 @@ fn extract_into(
         rejected: Vec::new(),
         versions: BTreeMap::new(),
     });
-    let remaining = &source.records()[state.records_done..];
+    let all = source.records();
+    let mine = match pipeline.extract.shard {
+        Some(shard) => &all[shard.range(all.len())],
+        None => all,
+    };
+    let remaining = &mine[state.records_done..];
 
-    progress.begin("extract", source.records().len() as u64);
+    progress.begin("extract", mine.len() as u64);
     progress.advance(state.records_done as u64, 0);
     let consumed = std::thread::scope(|scope| {
         scope.spawn(|| produce_chunks(remaining, source, sampler, views, per_chunk, &keys, sender));

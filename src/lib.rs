@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod measure;
 pub mod progress;
+pub mod shards;
 pub mod sidecar;
 pub mod sources;
 pub mod stats;

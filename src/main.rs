@@ -33,6 +33,18 @@ enum Command {
     Codecs(CodecsArgs),
     /// Add a teacher to an existing cache, run on the views already stored.
     AddTeacher(AddTeacherArgs),
+    /// Join the finished shards of `extract --shard k/N` into one cache, atomically.
+    Commit(CommitArgs),
+}
+
+#[derive(Args)]
+struct CommitArgs {
+    /// The cache to create; its shards are in <output>.shards/k-of-N.
+    #[arg(long)]
+    output: PathBuf,
+    /// Delete the shard directories once the cache is committed.
+    #[arg(long)]
+    remove_shards: bool,
 }
 
 #[derive(Args)]
@@ -120,6 +132,10 @@ struct ExtractArgs {
     /// Replace an existing cache at the output path, once the new one is complete.
     #[arg(long)]
     overwrite: bool,
+    /// k/N: process only the k-th of N slices of the source, into <output>.shards/k-of-N
+    /// (join them with `distillery commit`).
+    #[arg(long)]
+    shard: Option<distillery::config::Shard>,
 }
 
 #[derive(Args)]
@@ -237,6 +253,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::BenchTeachers(args) => run_bench(args),
         Command::Codecs(args) => run_codecs(args),
         Command::AddTeacher(args) => run_add_teacher(args),
+        Command::Commit(args) => run_commit(args),
     }
 }
 
@@ -265,6 +282,9 @@ fn run_extract(args: ExtractArgs) -> Result<()> {
         e.format = v;
     }
     e.overwrite |= args.overwrite;
+    if args.shard.is_some() {
+        e.shard = args.shard;
+    }
     pipeline.validate()?;
     let report = extract::run(&pipeline, &Bars::new())?;
     print_extract(&report);
@@ -478,5 +498,20 @@ fn run_add_teacher(args: AddTeacherArgs) -> Result<()> {
         HumanBytes(entry.bytes)
     );
     println!("  table: {}", args.cache.join(&entry.table).display());
+    Ok(())
+}
+
+fn run_commit(args: CommitArgs) -> Result<()> {
+    let report = distillery::shards::commit(&args.output, &Bars::new())?;
+    println!(
+        "commit: {} shards joined: {} images, {} rows per teacher",
+        report.shards, report.images, report.rows
+    );
+    println!("  cache: {}", report.output.display());
+    if args.remove_shards {
+        let dir = extract::shards_dir(&args.output);
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        println!("  removed {}", dir.display());
+    }
     Ok(())
 }

@@ -1,0 +1,150 @@
+//! `distillery commit`: joins the shards written by `extract --shard k/N` into one cache.
+//!
+//! Each shard is a complete cache of a contiguous slice of the source, so any scheduler
+//! (a Slurm array, a Kubernetes indexed job) can run them anywhere, and a killed shard
+//! resumes on its own. `commit` checks that all N shards are there and agree, then writes
+//! the joined tables in shard order to `<output>.partial` and renames it into place: the
+//! cache appears in one step or not at all.
+
+use std::path::{Path, PathBuf};
+
+use crate::cache::{Manifest, TableReader, TableSink};
+use crate::config::Shard;
+use crate::error::{Error, Result};
+use crate::extract::shards_dir;
+use crate::progress::Progress;
+
+/// What a commit did.
+#[derive(Debug, Clone)]
+pub struct CommitReport {
+    pub output: PathBuf,
+    pub shards: usize,
+    pub images: usize,
+    pub rows: usize,
+}
+
+/// Rows copied per batch.
+const COPY_BATCH: usize = 1024;
+
+/// Joins the shards of `output` (found in `<output>.shards`).
+///
+/// # Errors
+///
+/// [`Error::Cache`] naming the missing or disagreeing shard, or an `output` that exists.
+pub fn commit(output: &Path, progress: &dyn Progress) -> Result<CommitReport> {
+    if output.exists() {
+        return Err(Error::cache(output, "exists already; the shards are not committed over it"));
+    }
+    let (dirs, manifests) = load_shards(output)?;
+    check_agreement(&dirs, &manifests)?;
+    let partial = {
+        let mut name = output.as_os_str().to_os_string();
+        name.push(".partial");
+        PathBuf::from(name)
+    };
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+    }
+    std::fs::create_dir_all(partial.join("teachers")).map_err(|e| Error::io(&partial, e))?;
+    let result = join_tables(&dirs, &manifests, &partial, progress);
+    let manifest = match result {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(e);
+        }
+    };
+    manifest.save(&partial)?;
+    std::fs::rename(&partial, output).map_err(|e| Error::io(output, e))?;
+    Ok(CommitReport {
+        output: output.to_path_buf(),
+        shards: dirs.len(),
+        images: manifest.images,
+        rows: manifest.rows,
+    })
+}
+
+fn load_shards(output: &Path) -> Result<(Vec<PathBuf>, Vec<Manifest>)> {
+    let root = shards_dir(output);
+    let entries = std::fs::read_dir(&root)
+        .map_err(|e| Error::cache(&root, format!("cannot list shards: {e}")))?;
+    let mut found: Vec<Shard> = Vec::new();
+    for entry in entries {
+        let name = entry.map_err(|e| Error::io(&root, e))?.file_name().to_string_lossy().into_owned();
+        if let Some((k, n)) = name.split_once("-of-") {
+            if let (Ok(index), Ok(count)) = (k.parse(), n.parse()) {
+                found.push(Shard { index, count });
+            }
+        }
+    }
+    let count = found.first().map(|s| s.count).ok_or_else(|| Error::cache(&root, "holds no finished shard"))?;
+    if let Some(other) = found.iter().find(|s| s.count != count) {
+        return Err(Error::cache(&root, format!("mixes shards of {count} and of {}", other.count)));
+    }
+    let mut dirs = Vec::with_capacity(count);
+    let mut manifests = Vec::with_capacity(count);
+    for index in 0..count {
+        let dir = root.join(Shard { index, count }.dir_name());
+        let manifest = Manifest::load(&dir).map_err(|_| {
+            Error::cache(&root, format!("shard {index}/{count} is missing or unfinished ({})", dir.display()))
+        })?;
+        dirs.push(dir);
+        manifests.push(manifest);
+    }
+    Ok((dirs, manifests))
+}
+
+/// Shards must come from one pipeline: same source, views, teachers and encodings.
+fn check_agreement(dirs: &[PathBuf], manifests: &[Manifest]) -> Result<()> {
+    let first = &manifests[0];
+    let key = |m: &Manifest| {
+        let mut p = m.pipeline.clone();
+        p.extract.shard = None;
+        p.extract.overwrite = false;
+        serde_json::to_string(&p).expect("pipeline serialises")
+    };
+    for (dir, m) in dirs.iter().zip(manifests).skip(1) {
+        if key(m) != key(first) || m.table_format != first.table_format {
+            return Err(Error::cache(dir, "was made with another pipeline than shard 0"));
+        }
+    }
+    Ok(())
+}
+
+fn join_tables(dirs: &[PathBuf], manifests: &[Manifest], partial: &Path, progress: &dyn Progress) -> Result<Manifest> {
+    let first = &manifests[0];
+    let format = first.table_format;
+    let mut tables = vec![first.images_table.clone()];
+    tables.extend(first.teachers.iter().map(|t| t.table.clone()));
+    let rows: usize = manifests.iter().map(|m| m.rows).sum();
+    progress.begin("commit", (rows * first.teachers.len()) as u64);
+    let mut sizes = Vec::new();
+    for table in &tables {
+        let schema = TableReader::open(&dirs[0].join(table), format)?.schema().clone();
+        let mut sink = TableSink::create(&partial.join(table), format, schema)?;
+        for dir in dirs {
+            let reader = TableReader::open(&dir.join(table), format)?;
+            let names: Vec<String> = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            for batch in reader.scan(&names, COPY_BATCH)? {
+                let batch = batch?;
+                if table != &first.images_table {
+                    progress.advance(batch.num_rows() as u64, 0);
+                }
+                sink.send(batch)?;
+            }
+        }
+        sizes.push(sink.finish()?.bytes);
+    }
+    progress.finish();
+    let mut manifest = first.clone();
+    manifest.images = manifests.iter().map(|m| m.images).sum();
+    manifest.rows = rows;
+    manifest.rejected = manifests.iter().flat_map(|m| m.rejected.clone()).collect();
+    manifest.pipeline.extract.shard = None;
+    for (entry, bytes) in manifest.teachers.iter_mut().zip(&sizes[1..]) {
+        entry.rows = rows;
+        entry.bytes = *bytes;
+    }
+    Ok(manifest)
+}
