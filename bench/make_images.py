@@ -17,17 +17,9 @@ import numpy as np
 import skimage
 from PIL import Image
 
-PHOTOS = [
-    "astronaut.png",
-    "chelsea.png",
-    "coffee.png",
-    "rocket.jpg",
-    "hubble_deep_field.jpg",
-    "ihc.png",
-    "motorcycle_left.png",
-    "motorcycle_right.png",
-    "retina.jpg",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pipelines"))
+from demo_images import PHOTOS  # noqa: E402  the demo's nine photographs
+
 MIN_SIDE_FRACTION = 0.4
 JPEG_QUALITY = 90
 
