@@ -5,6 +5,8 @@
 # checkout, under $(DISTILLERY_HOME), so that clones and CI reuse them.
 
 SHELL := /bin/bash
+# The machine's python, found before PATH is changed below; it only creates the venv.
+SYSTEM_PYTHON := $(shell command -v python3)
 DISTILLERY_HOME ?= $(HOME)/.cache/distillery
 VENV ?= $(DISTILLERY_HOME)/venv
 export CARGO_TARGET_DIR ?= $(DISTILLERY_HOME)/target
@@ -39,7 +41,7 @@ bootstrap: protoc venv
 venv: $(VENV)/.ready
 
 $(VENV)/.ready: pipelines/requirements.txt
-	python3 -m venv $(VENV)
+	[ -x $(VENV)/bin/python ] || $(SYSTEM_PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r pipelines/requirements.txt
 	touch $@
 

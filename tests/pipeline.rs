@@ -87,7 +87,7 @@ fn cached_features_match_a_direct_teacher_run() {
     let manifest = Manifest::load(cache).unwrap();
     let images = read_all(cache, &manifest.images_table, manifest.table_format);
     let ids = images["id"].as_primitive::<UInt64Type>();
-    let paths = images["key"].as_string::<i32>();
+    let paths = images["path"].as_string::<i32>();
     let path_of: HashMap<u64, String> =
         (0..images.num_rows()).map(|i| (ids.value(i), paths.value(i).to_string())).collect();
 
@@ -151,7 +151,7 @@ fn corrupt_and_empty_files_are_reported_and_every_good_image_is_cached() {
 
     let images = read_all(cache, &manifest.images_table, manifest.table_format);
     let mut cached: Vec<String> =
-        images["key"].as_string::<i32>().iter().map(|p| p.unwrap().to_string()).collect();
+        images["path"].as_string::<i32>().iter().map(|p| p.unwrap().to_string()).collect();
     cached.sort();
     assert_eq!(cached, fixture().good_images);
     assert_eq!(manifest.rows, fixture().good_images.len() * 2);

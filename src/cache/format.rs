@@ -17,7 +17,8 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 /// Column names of the images table.
 pub mod images_columns {
     pub const ID: &str = "id";
-    pub const KEY: &str = "key";
+    /// Path relative to a folder source, or the sample key of other sources.
+    pub const PATH: &str = "path";
     pub const WIDTH: &str = "width";
     pub const HEIGHT: &str = "height";
     pub const LABEL: &str = "label";
@@ -65,7 +66,7 @@ pub fn images_schema() -> SchemaRef {
     use images_columns::*;
     Arc::new(Schema::new(vec![
         Field::new(ID, DataType::UInt64, false),
-        Field::new(KEY, DataType::Utf8, false),
+        Field::new(PATH, DataType::Utf8, false),
         Field::new(WIDTH, DataType::UInt32, false),
         Field::new(HEIGHT, DataType::UInt32, false),
         Field::new(LABEL, DataType::Utf8, true),
