@@ -29,17 +29,34 @@ const IMAGES_PER_CHUNK: usize = 8;
 ///
 /// A teacher that is already in the cache, does not load or breaks its sidecar; a cache
 /// whose source images are gone; write errors.
-pub fn run(dir: &Path, teacher: &TeacherConfig, device: &str, batch_size: usize, progress: &dyn Progress) -> Result<TeacherEntry> {
+pub fn run(
+    dir: &Path,
+    teacher: &TeacherConfig,
+    device: &str,
+    batch_size: usize,
+    progress: &dyn Progress,
+) -> Result<TeacherEntry> {
     let mut manifest = Manifest::load(dir)?;
     if manifest.teacher(&teacher.name).is_some() {
-        return Err(Error::cache(dir, format!("already holds teacher {}", teacher.name)));
+        return Err(Error::cache(
+            dir,
+            format!("already holds teacher {}", teacher.name),
+        ));
     }
     if manifest.table_format != CacheFormat::Lance {
-        return Err(Error::cache(dir, "teachers can only be added to Lance caches"));
+        return Err(Error::cache(
+            dir,
+            "teachers can only be added to Lance caches",
+        ));
     }
     let mut config = teacher.clone();
     config.path = absolute(&config.path);
-    let model = Teacher::load(&config.name, &config.path, parse_device(device)?, parse_precision(&config.precision)?)?;
+    let model = Teacher::load(
+        &config.name,
+        &config.path,
+        parse_device(device)?,
+        parse_precision(&config.precision)?,
+    )?;
     model.check_contract()?;
 
     let first = dir.join(&manifest.teachers[0].table);
@@ -71,7 +88,13 @@ pub fn run(dir: &Path, teacher: &TeacherConfig, device: &str, batch_size: usize,
             .iter()
             .map(|id| {
                 records.get(id).map(|r| (*r).clone()).ok_or_else(|| {
-                    Error::cache(dir, format!("image {id} is no longer in the source {}", source.root().display()))
+                    Error::cache(
+                        dir,
+                        format!(
+                            "image {id} is no longer in the source {}",
+                            source.root().display()
+                        ),
+                    )
                 })
             })
             .collect::<Result<_>>()?;
@@ -80,18 +103,31 @@ pub fn run(dir: &Path, teacher: &TeacherConfig, device: &str, batch_size: usize,
             .into_par_iter()
             .zip(wanted.par_iter())
             .map(|(bytes, record)| {
-                bytes.and_then(|b| decode_rgb_bytes(&b)).map_err(|m| Error::cache(dir, format!("image {}: {m}", record.key)))
+                bytes
+                    .and_then(|b| decode_rgb_bytes(&b))
+                    .map_err(|m| Error::cache(dir, format!("image {}: {m}", record.key)))
             })
             .collect::<Result<_>>()?;
-        let by_id: std::collections::HashMap<u64, &image::RgbImage> = ids.iter().copied().zip(decoded.iter()).collect();
+        let by_id: std::collections::HashMap<u64, &image::RgbImage> =
+            ids.iter().copied().zip(decoded.iter()).collect();
         let pixels: Vec<image::RgbImage> = chunk
             .par_iter()
             .map(|r| render(by_id[&r.image_id], &r.view, w, h, filter))
             .collect();
-        let views: Vec<(u64, crate::views::View)> = chunk.iter().map(|r| (r.image_id, r.view)).collect();
-        for (v, p) in views.chunks(batch_size.max(1)).zip(pixels.chunks(batch_size.max(1))) {
+        let views: Vec<(u64, crate::views::View)> =
+            chunk.iter().map(|r| (r.image_id, r.view)).collect();
+        for (v, p) in views
+            .chunks(batch_size.max(1))
+            .zip(pixels.chunks(batch_size.max(1)))
+        {
             let out = model.forward(&stack_views(p))?;
-            sink.send(teacher_batch(&model, &config, v, &out.summary, &out.patch_tokens)?)?;
+            sink.send(teacher_batch(
+                &model,
+                &config,
+                v,
+                &out.summary,
+                &out.patch_tokens,
+            )?)?;
         }
         progress.advance(chunk.len() as u64, 0);
     }

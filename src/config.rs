@@ -79,14 +79,19 @@ impl std::str::FromStr for SourceKind {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self> {
-        [SourceKind::Folder, SourceKind::List, SourceKind::Webdataset, SourceKind::Table]
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "unknown source kind {s:?}; expected folder, list, webdataset or table"
-                ))
-            })
+        [
+            SourceKind::Folder,
+            SourceKind::List,
+            SourceKind::Webdataset,
+            SourceKind::Table,
+        ]
+        .into_iter()
+        .find(|k| k.name() == s)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "unknown source kind {s:?}; expected folder, list, webdataset or table"
+            ))
+        })
     }
 }
 
@@ -338,7 +343,9 @@ impl StudentConfig {
         ];
         for (name, value) in nonzero {
             if value == 0 {
-                return Err(Error::Config(format!("train.student.{name} must be positive")));
+                return Err(Error::Config(format!(
+                    "train.student.{name} must be positive"
+                )));
             }
         }
         if self.image_size % self.patch_size != 0 {
@@ -395,7 +402,10 @@ impl TrainConfig {
             ));
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(Error::Config(format!("train.lr {} must be positive", self.lr)));
+            return Err(Error::Config(format!(
+                "train.lr {} must be positive",
+                self.lr
+            )));
         }
         Ok(())
     }

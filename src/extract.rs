@@ -20,8 +20,8 @@ use rayon::prelude::*;
 use tch::{Kind, Tensor};
 
 use crate::cache::{
-    self, codec, FeatureEncodings, FeatureShape, Manifest, Rejected, TableSink, TableSummary, TeacherEntry,
-    FORMAT_VERSION, MANIFEST_FILE,
+    self, codec, FeatureEncodings, FeatureShape, Manifest, Rejected, TableSink, TableSummary,
+    TeacherEntry, FORMAT_VERSION, MANIFEST_FILE,
 };
 use crate::config::{CacheFormat, Pipeline, TeacherConfig};
 use crate::error::{Error, Result};
@@ -309,7 +309,9 @@ fn extract_into(
     progress.advance(state.records_done as u64, 0);
     let consumed = std::thread::scope(|scope| {
         scope.spawn(|| produce_chunks(remaining, source, sampler, views, per_chunk, &keys, sender));
-        consume_chunks(pipeline, teachers, &mut sinks, receiver, &mut state, dir, progress)
+        consume_chunks(
+            pipeline, teachers, &mut sinks, receiver, &mut state, dir, progress,
+        )
     });
     progress.finish();
     consumed?;
@@ -317,10 +319,21 @@ fn extract_into(
     if state.images == 0 {
         return Err(Error::Source {
             path: source.root().to_path_buf(),
-            message: format!("no image could be decoded ({} rejected)", state.rejected.len()),
+            message: format!(
+                "no image could be decoded ({} rejected)",
+                state.rejected.len()
+            ),
         });
     }
-    finish_cache(pipeline, teachers, source, dir, sinks, state.images, state.rejected)
+    finish_cache(
+        pipeline,
+        teachers,
+        source,
+        dir,
+        sinks,
+        state.images,
+        state.rejected,
+    )
 }
 
 fn sampler_of(pipeline: &Pipeline) -> ViewSampler {
@@ -347,13 +360,19 @@ fn open_sinks(
             TableSink::create(path, format, schema)
         }
     };
-    let images = open(&dir.join(cache::images_table_path(format)), cache::images_schema())?;
+    let images = open(
+        &dir.join(cache::images_table_path(format)),
+        cache::images_schema(),
+    )?;
     let teachers = teachers
         .iter()
         .zip(configs)
         .map(|(t, c)| {
             let path = dir.join(cache::teacher_table_path(t.name(), format));
-            open(&path, cache::teacher_schema(t.name(), shape_of(t), encodings_of(c)))
+            open(
+                &path,
+                cache::teacher_schema(t.name(), shape_of(t), encodings_of(c)),
+            )
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Sinks { images, teachers })
@@ -418,7 +437,10 @@ fn prepare_chunk(
                 .iter()
                 .map(|(th, tw, interp)| {
                     let filter = filter_for(interp);
-                    drawn.iter().map(|v| render(&image, v, *tw, *th, filter)).collect()
+                    drawn
+                        .iter()
+                        .map(|v| render(&image, v, *tw, *th, filter))
+                        .collect()
                 })
                 .collect();
             Ok((drawn, per_key, w, h))
@@ -475,12 +497,21 @@ fn consume_chunks(
             let tables = teachers.iter().zip(configs).zip(sinks.teachers.iter_mut());
             for ((teacher, config), sink) in tables {
                 let rendered = &chunk.rendered[&render_key(teacher)];
-                let batches = chunk.views.chunks(batch_size).zip(rendered.chunks(batch_size));
+                let batches = chunk
+                    .views
+                    .chunks(batch_size)
+                    .zip(rendered.chunks(batch_size));
                 for (views, pixels) in batches {
                     let out = teacher.forward(&crate::teacher::stack_views(pixels))?;
-                    let batch = teacher_batch(teacher, config, views, &out.summary, &out.patch_tokens)?;
+                    let batch =
+                        teacher_batch(teacher, config, views, &out.summary, &out.patch_tokens)?;
                     bytes += batch.get_array_memory_size() as u64;
-                    tracing::debug!(teacher = teacher.name(), rows = batch.num_rows(), bytes, "batch");
+                    tracing::debug!(
+                        teacher = teacher.name(),
+                        rows = batch.num_rows(),
+                        bytes,
+                        "batch"
+                    );
                     sink.send(batch)?;
                 }
             }
@@ -507,10 +538,14 @@ fn checkpoint(
 ) -> Result<()> {
     let format = pipeline.extract.format;
     let images = sinks.images.commit()?;
-    state.versions.insert(cache::images_table_path(format), images);
+    state
+        .versions
+        .insert(cache::images_table_path(format), images);
     for (teacher, sink) in teachers.iter().zip(sinks.teachers.iter_mut()) {
         let version = sink.commit()?;
-        state.versions.insert(cache::teacher_table_path(teacher.name(), format), version);
+        state
+            .versions
+            .insert(cache::teacher_table_path(teacher.name(), format), version);
     }
     state.save(dir)?;
     tracing::debug!(records = state.records_done, "checkpoint");
@@ -543,30 +578,50 @@ pub(crate) fn teacher_batch(
     let shape = shape_of(teacher);
     let encodings = encodings_of(config);
     let crop = |f: fn(&View) -> u32| -> ArrayRef {
-        Arc::new(UInt32Array::from_iter_values(views.iter().map(|(_, v)| f(v))))
+        Arc::new(UInt32Array::from_iter_values(
+            views.iter().map(|(_, v)| f(v)),
+        ))
     };
     let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(UInt64Array::from_iter_values(views.iter().map(|(id, _)| *id))),
-        Arc::new(UInt16Array::from_iter_values(views.iter().map(|(_, v)| v.index))),
+        Arc::new(UInt64Array::from_iter_values(
+            views.iter().map(|(id, _)| *id),
+        )),
+        Arc::new(UInt16Array::from_iter_values(
+            views.iter().map(|(_, v)| v.index),
+        )),
         crop(|v| v.crop.x),
         crop(|v| v.crop.y),
         crop(|v| v.crop.width),
         crop(|v| v.crop.height),
-        Arc::new(BooleanArray::from_iter(views.iter().map(|(_, v)| Some(v.flip)))),
+        Arc::new(BooleanArray::from_iter(
+            views.iter().map(|(_, v)| Some(v.flip)),
+        )),
     ];
     if shape.summary_dim > 0 {
         let values = floats(summary)?;
-        columns.extend(codec::encode(&values, encodings.summary, shape.summary_dim, 1));
+        columns.extend(codec::encode(
+            &values,
+            encodings.summary,
+            shape.summary_dim,
+            1,
+        ));
     }
     let values = floats(patches)?;
-    columns.extend(codec::encode(&values, encodings.patch_tokens, shape.patch_values(), shape.num_tokens()));
+    columns.extend(codec::encode(
+        &values,
+        encodings.patch_tokens,
+        shape.patch_values(),
+        shape.num_tokens(),
+    ));
     let schema = cache::teacher_schema(teacher.name(), shape, encodings);
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// The values of a float tensor, flattened in row-major order.
 fn floats(tensor: &Tensor) -> Result<Vec<f32>> {
-    Ok(Vec::try_from(tensor.to_kind(Kind::Float).contiguous().flatten(0, -1))?)
+    Ok(Vec::try_from(
+        tensor.to_kind(Kind::Float).contiguous().flatten(0, -1),
+    )?)
 }
 
 fn finish_cache(
@@ -592,7 +647,10 @@ fn finish_cache(
         let path = dir.join(cache::teacher_table_path(t.name(), format));
         let held = cache::TableReader::open(&path, format)?.num_rows();
         if held != rows {
-            return Err(Error::cache(&path, format!("holds {held} rows, expected {rows}")));
+            return Err(Error::cache(
+                &path,
+                format!("holds {held} rows, expected {rows}"),
+            ));
         }
     }
     let entries: Vec<TeacherEntry> = teachers
@@ -689,7 +747,11 @@ pub fn bench_teachers(pipeline: &Pipeline) -> Result<TeacherBench> {
         .iter()
         .map(|t| {
             let (h, w) = t.sidecar().input_hw();
-            Tensor::randint(256, [batch_size as i64, h as i64, w as i64, 3], (Kind::Uint8, tch::Device::Cpu))
+            Tensor::randint(
+                256,
+                [batch_size as i64, h as i64, w as i64, 3],
+                (Kind::Uint8, tch::Device::Cpu),
+            )
         })
         .collect();
     let started = Instant::now();

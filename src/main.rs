@@ -11,7 +11,11 @@ use distillery::progress::Progress;
 use distillery::{cache, extract, stats, train};
 
 #[derive(Parser)]
-#[command(name = "distillery", version, about = "Multi-teacher distillation from cached teacher features")]
+#[command(
+    name = "distillery",
+    version,
+    about = "Multi-teacher distillation from cached teacher features"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -197,7 +201,11 @@ impl Progress for Bars {
         let bar = ProgressBar::new(total);
         let template = "{prefix:>8} [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}";
         self.bytes.store(0, std::sync::atomic::Ordering::Relaxed);
-        bar.set_style(ProgressStyle::with_template(template).expect("template").progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .expect("template")
+                .progress_chars("=> "),
+        );
         bar.set_prefix(stage.to_string());
         *self.bar.lock().expect("bar") = Some(bar);
     }
@@ -206,7 +214,10 @@ impl Progress for Bars {
         if let Some(bar) = self.bar.lock().expect("bar").as_ref() {
             bar.inc(units);
             if bytes > 0 {
-                let total = bytes + self.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+                let total = bytes
+                    + self
+                        .bytes
+                        .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
                 bar.set_message(format!("{} written", HumanBytes(total)));
             }
         }
@@ -299,7 +310,10 @@ fn print_extract(r: &extract::ExtractReport) {
     for rej in &r.rejected {
         println!("  skipped {}: {}", rej.key, rej.error);
     }
-    println!("  {:<12} {:>8} {:>14} {:>14} {:>7}", "teacher", "rows", "bytes", "raw f16", "ratio");
+    println!(
+        "  {:<12} {:>8} {:>14} {:>14} {:>7}",
+        "teacher", "rows", "bytes", "raw f16", "ratio"
+    );
     for t in &r.teachers {
         let ratio = t.bytes as f64 / t.raw_f16_bytes.max(1) as f64;
         println!(
@@ -341,7 +355,9 @@ fn run_train(args: TrainArgs) -> Result<()> {
 fn train_config(cache: Option<&Path>, pipeline: Option<&Path>) -> Result<(PathBuf, TrainConfig)> {
     if let Some(path) = pipeline {
         let p = Pipeline::load(path)?;
-        let dir = cache.map(Path::to_path_buf).unwrap_or_else(|| p.cache_dir());
+        let dir = cache
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| p.cache_dir());
         return Ok((dir, p.train));
     }
     let dir = cache.context("train needs --cache or --pipeline")?;
@@ -355,12 +371,18 @@ fn print_train(r: &train::TrainReport) {
         r.steps, r.rows, r.seconds
     );
     println!("  {:<22} {:>10} {:>10}", "loss", "first", "last");
-    println!("  {:<22} {:>10.4} {:>10.4}", "total", r.first.loss, r.last.loss);
+    println!(
+        "  {:<22} {:>10.4} {:>10.4}",
+        "total", r.first.loss, r.last.loss
+    );
     for (name, first) in &r.first.terms {
         let last = r.last.terms.get(name).copied().unwrap_or(f64::NAN);
         println!("  {name:<22} {first:>10.4} {last:>10.4}");
     }
-    println!("  checkpoint: {}", r.output.join(train::CHECKPOINT_FILE).display());
+    println!(
+        "  checkpoint: {}",
+        r.output.join(train::CHECKPOINT_FILE).display()
+    );
     println!("  loss log: {}", r.output.join(train::LOG_FILE).display());
 }
 
@@ -375,17 +397,36 @@ fn run_stats(args: StatsArgs) -> Result<()> {
     polars_core::fmt::set_float_precision(Some(4));
     println!("stats: per teacher and feature kind (float64, population std)");
     println!("{}", tables.overall);
-    println!("  per-dimension table: {}", out.join(stats::PER_DIM_FILE).display());
-    println!("  overall table: {}", out.join(stats::OVERALL_FILE).display());
+    println!(
+        "  per-dimension table: {}",
+        out.join(stats::PER_DIM_FILE).display()
+    );
+    println!(
+        "  overall table: {}",
+        out.join(stats::OVERALL_FILE).display()
+    );
     Ok(())
 }
 
 fn run_inspect(args: InspectArgs) -> Result<()> {
     let dir = &args.cache;
     let m = cache::Manifest::load(dir)?;
-    println!("cache {} (format {} v{}, {} tables)", dir.display(), m.format, m.format_version, m.table_format.extension());
-    println!("  written by distillery {} at unix {}", m.distillery_version, m.created_unix);
-    println!("  source: {} {}", m.pipeline.source.kind.name(), m.source_path.display());
+    println!(
+        "cache {} (format {} v{}, {} tables)",
+        dir.display(),
+        m.format,
+        m.format_version,
+        m.table_format.extension()
+    );
+    println!(
+        "  written by distillery {} at unix {}",
+        m.distillery_version, m.created_unix
+    );
+    println!(
+        "  source: {} {}",
+        m.pipeline.source.kind.name(),
+        m.source_path.display()
+    );
     println!(
         "  images: {} cached, {} rejected; {} views each; {} rows per teacher",
         m.images,
@@ -410,7 +451,11 @@ fn run_inspect(args: InspectArgs) -> Result<()> {
             s.grid[0],
             s.grid[1]
         );
-        println!("    rows {}, {} on disk", reader.num_rows(), HumanBytes(entry.bytes));
+        println!(
+            "    rows {}, {} on disk",
+            reader.num_rows(),
+            HumanBytes(entry.bytes)
+        );
         for (column, bytes) in reader.column_bytes()? {
             let raw = raw_f16_bytes(&column, s, reader.num_rows());
             match raw {
@@ -452,8 +497,18 @@ fn run_codecs(args: CodecsArgs) -> Result<()> {
     let rows = result?;
     println!(
         "{:<8} {:<12} {:<7} {:<8} {:<8} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8}",
-        "teacher", "kind", "table", "codec", "compress", "B/image", "ratio", "cos mean", "cos min",
-        "rel mean", "rel max", "Mval/s"
+        "teacher",
+        "kind",
+        "table",
+        "codec",
+        "compress",
+        "B/image",
+        "ratio",
+        "cos mean",
+        "cos min",
+        "rel mean",
+        "rel max",
+        "Mval/s"
     );
     for m in &rows {
         println!(
@@ -464,8 +519,12 @@ fn run_codecs(args: CodecsArgs) -> Result<()> {
         );
     }
     if let Some(path) = args.json {
-        let lines: Vec<String> = rows.iter().map(|m| serde_json::to_string(m).expect("json")).collect();
-        std::fs::write(&path, lines.join("\n") + "\n").with_context(|| format!("writing {}", path.display()))?;
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|m| serde_json::to_string(m).expect("json"))
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }
@@ -490,7 +549,13 @@ fn run_add_teacher(args: AddTeacherArgs) -> Result<()> {
         compression: Default::default(),
     };
     Pipeline::check_teacher(&teacher)?;
-    let entry = distillery::add_teacher::run(&args.cache, &teacher, &args.device, args.batch_size, &Bars::new())?;
+    let entry = distillery::add_teacher::run(
+        &args.cache,
+        &teacher,
+        &args.device,
+        args.batch_size,
+        &Bars::new(),
+    )?;
     println!(
         "add-teacher: {} rows of {} aligned with the cache's views, {} on disk",
         entry.rows,

@@ -53,20 +53,45 @@ pub fn measure(dir: &Path, scratch: &Path) -> Result<Vec<CodecMeasure>> {
         let path = dir.join(&entry.table);
         let reader = TableReader::open(&path, manifest.table_format)?;
         let shape = cache::feature_shape_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
-        let enc = cache::feature_encodings_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
-        let mut kinds = vec![(tc::PATCH_TOKENS, enc.patch_tokens, shape.patch_values(), shape.num_tokens())];
+        let enc =
+            cache::feature_encodings_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
+        let mut kinds = vec![(
+            tc::PATCH_TOKENS,
+            enc.patch_tokens,
+            shape.patch_values(),
+            shape.num_tokens(),
+        )];
         if shape.summary_dim > 0 {
             kinds.insert(0, (tc::SUMMARY, enc.summary, shape.summary_dim, 1));
         }
         for (column, stored, values, tokens) in kinds {
             let reference = read_feature(&reader, column, stored, values, tokens)?;
-            let kind = if column == tc::SUMMARY { "summary" } else { "patch_tokens" };
+            let kind = if column == tc::SUMMARY {
+                "summary"
+            } else {
+                "patch_tokens"
+            };
             for format in [CacheFormat::Lance, CacheFormat::Parquet] {
                 for compression in [Compression::Native, Compression::BssZstd] {
                     for codec in Codec::ALL {
                         let encoding = Encoding { codec, compression };
-                        let table = scratch.join(format!("{}-{kind}-{}-{}-{}.{}", entry.name, codec.name(), compression.name(), format.extension(), format.extension()));
-                        let mut m = measure_one(&reference, &table, format, encoding, values, tokens, manifest.images)?;
+                        let table = scratch.join(format!(
+                            "{}-{kind}-{}-{}-{}.{}",
+                            entry.name,
+                            codec.name(),
+                            compression.name(),
+                            format.extension(),
+                            format.extension()
+                        ));
+                        let mut m = measure_one(
+                            &reference,
+                            &table,
+                            format,
+                            encoding,
+                            values,
+                            tokens,
+                            manifest.images,
+                        )?;
                         m.teacher = entry.name.clone();
                         m.kind = kind;
                         out.push(m);
@@ -80,10 +105,20 @@ pub fn measure(dir: &Path, scratch: &Path) -> Result<Vec<CodecMeasure>> {
 }
 
 fn remove(path: &Path) {
-    let _ = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+    let _ = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
 }
 
-fn read_feature(reader: &TableReader, column: &str, encoding: Encoding, values: usize, tokens: usize) -> Result<Vec<f32>> {
+fn read_feature(
+    reader: &TableReader,
+    column: &str,
+    encoding: Encoding,
+    values: usize,
+    tokens: usize,
+) -> Result<Vec<f32>> {
     let columns = codec::columns(column, encoding);
     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
     let mut out = Vec::with_capacity(reader.num_rows() * values);
@@ -127,7 +162,11 @@ fn measure_one(
             nb += y * y;
             diff += (x - y) * (x - y);
         }
-        cos.push(if na > 0.0 && nb > 0.0 { dot / (na.sqrt() * nb.sqrt()) } else { 1.0 });
+        cos.push(if na > 0.0 && nb > 0.0 {
+            dot / (na.sqrt() * nb.sqrt())
+        } else {
+            1.0
+        });
         rel.push(if na > 0.0 { (diff / na).sqrt() } else { 0.0 });
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;

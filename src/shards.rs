@@ -33,7 +33,10 @@ const COPY_BATCH: usize = 1024;
 /// [`Error::Cache`] naming the missing or disagreeing shard, or an `output` that exists.
 pub fn commit(output: &Path, progress: &dyn Progress) -> Result<CommitReport> {
     if output.exists() {
-        return Err(Error::cache(output, "exists already; the shards are not committed over it"));
+        return Err(Error::cache(
+            output,
+            "exists already; the shards are not committed over it",
+        ));
     }
     let (dirs, manifests) = load_shards(output)?;
     check_agreement(&dirs, &manifests)?;
@@ -70,23 +73,39 @@ fn load_shards(output: &Path) -> Result<(Vec<PathBuf>, Vec<Manifest>)> {
         .map_err(|e| Error::cache(&root, format!("cannot list shards: {e}")))?;
     let mut found: Vec<Shard> = Vec::new();
     for entry in entries {
-        let name = entry.map_err(|e| Error::io(&root, e))?.file_name().to_string_lossy().into_owned();
+        let name = entry
+            .map_err(|e| Error::io(&root, e))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
         if let Some((k, n)) = name.split_once("-of-") {
             if let (Ok(index), Ok(count)) = (k.parse(), n.parse()) {
                 found.push(Shard { index, count });
             }
         }
     }
-    let count = found.first().map(|s| s.count).ok_or_else(|| Error::cache(&root, "holds no finished shard"))?;
+    let count = found
+        .first()
+        .map(|s| s.count)
+        .ok_or_else(|| Error::cache(&root, "holds no finished shard"))?;
     if let Some(other) = found.iter().find(|s| s.count != count) {
-        return Err(Error::cache(&root, format!("mixes shards of {count} and of {}", other.count)));
+        return Err(Error::cache(
+            &root,
+            format!("mixes shards of {count} and of {}", other.count),
+        ));
     }
     let mut dirs = Vec::with_capacity(count);
     let mut manifests = Vec::with_capacity(count);
     for index in 0..count {
         let dir = root.join(Shard { index, count }.dir_name());
         let manifest = Manifest::load(&dir).map_err(|_| {
-            Error::cache(&root, format!("shard {index}/{count} is missing or unfinished ({})", dir.display()))
+            Error::cache(
+                &root,
+                format!(
+                    "shard {index}/{count} is missing or unfinished ({})",
+                    dir.display()
+                ),
+            )
         })?;
         dirs.push(dir);
         manifests.push(manifest);
@@ -105,13 +124,21 @@ fn check_agreement(dirs: &[PathBuf], manifests: &[Manifest]) -> Result<()> {
     };
     for (dir, m) in dirs.iter().zip(manifests).skip(1) {
         if key(m) != key(first) || m.table_format != first.table_format {
-            return Err(Error::cache(dir, "was made with another pipeline than shard 0"));
+            return Err(Error::cache(
+                dir,
+                "was made with another pipeline than shard 0",
+            ));
         }
     }
     Ok(())
 }
 
-fn join_tables(dirs: &[PathBuf], manifests: &[Manifest], partial: &Path, progress: &dyn Progress) -> Result<Manifest> {
+fn join_tables(
+    dirs: &[PathBuf],
+    manifests: &[Manifest],
+    partial: &Path,
+    progress: &dyn Progress,
+) -> Result<Manifest> {
     let first = &manifests[0];
     let format = first.table_format;
     let mut tables = vec![first.images_table.clone()];
@@ -120,11 +147,18 @@ fn join_tables(dirs: &[PathBuf], manifests: &[Manifest], partial: &Path, progres
     progress.begin("commit", (rows * first.teachers.len()) as u64);
     let mut sizes = Vec::new();
     for table in &tables {
-        let schema = TableReader::open(&dirs[0].join(table), format)?.schema().clone();
+        let schema = TableReader::open(&dirs[0].join(table), format)?
+            .schema()
+            .clone();
         let mut sink = TableSink::create(&partial.join(table), format, schema)?;
         for dir in dirs {
             let reader = TableReader::open(&dir.join(table), format)?;
-            let names: Vec<String> = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let names: Vec<String> = reader
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
             let names: Vec<&str> = names.iter().map(String::as_str).collect();
             for batch in reader.scan(&names, COPY_BATCH)? {
                 let batch = batch?;

@@ -57,8 +57,8 @@ impl Sidecar {
         };
         let text = std::fs::read_to_string(&path)
             .map_err(|e| fail(format!("cannot read the sidecar: {e}")))?;
-        let sidecar: Sidecar = serde_json::from_str(&text)
-            .map_err(|e| fail(format!("invalid sidecar: {e}")))?;
+        let sidecar: Sidecar =
+            serde_json::from_str(&text).map_err(|e| fail(format!("invalid sidecar: {e}")))?;
         sidecar.check().map_err(fail)?;
         Ok(sidecar)
     }
@@ -100,4 +100,3 @@ pub fn sidecar_path(module_path: &Path) -> PathBuf {
     s.push(".json");
     PathBuf::from(s)
 }
-

@@ -10,7 +10,9 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use crate::cache::{self, codec, teacher_columns as tc, FeatureEncodings, FeatureShape, Manifest, TableReader};
+use crate::cache::{
+    self, codec, teacher_columns as tc, FeatureEncodings, FeatureShape, Manifest, TableReader,
+};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -114,7 +116,13 @@ pub fn compute(dir: &Path, progress: &dyn Progress) -> Result<StatsTables> {
         let shape = cache::feature_shape_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
         let encodings =
             cache::feature_encodings_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
-        all.extend(teacher_stats(&entry.name, &reader, shape, encodings, progress)?);
+        all.extend(teacher_stats(
+            &entry.name,
+            &reader,
+            shape,
+            encodings,
+            progress,
+        )?);
     }
     progress.finish();
     tables(&all)
@@ -133,8 +141,17 @@ fn teacher_stats(
         kinds.push((tc::SUMMARY, encodings.summary, shape.summary_dim, 1, stats));
     }
     let stats = FeatureStats::new(name, "patch_tokens", shape.patch_dim);
-    kinds.push((tc::PATCH_TOKENS, encodings.patch_tokens, shape.patch_values(), shape.num_tokens(), stats));
-    let columns: Vec<String> = kinds.iter().flat_map(|k| codec::columns(k.0, k.1)).collect();
+    kinds.push((
+        tc::PATCH_TOKENS,
+        encodings.patch_tokens,
+        shape.patch_values(),
+        shape.num_tokens(),
+        stats,
+    ));
+    let columns: Vec<String> = kinds
+        .iter()
+        .flat_map(|k| codec::columns(k.0, k.1))
+        .collect();
     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
     for batch in reader.scan(&names, SCAN_BATCH)? {
         let batch = batch?;
@@ -188,16 +205,12 @@ fn overall_table(per_dim: &DataFrame, norms: DataFrame) -> Result<DataFrame> {
     let pooled_mean = (n.clone() * col("mean")).sum() / total.clone();
     let second = (n * (col("std").pow(2) + col("mean").pow(2))).sum() / total;
     let keys = [col("teacher"), col("kind")];
-    let overall = per_dim
-        .clone()
-        .lazy()
-        .group_by_stable(keys.clone())
-        .agg([
-            len().cast(DataType::UInt32).alias("dims"),
-            col("count").sum().alias("count"),
-            pooled_mean.clone().alias("mean"),
-            (second - pooled_mean.pow(2)).sqrt().alias("std"),
-        ]);
+    let overall = per_dim.clone().lazy().group_by_stable(keys.clone()).agg([
+        len().cast(DataType::UInt32).alias("dims"),
+        col("count").sum().alias("count"),
+        pooled_mean.clone().alias("mean"),
+        (second - pooled_mean.pow(2)).sqrt().alias("std"),
+    ]);
     let joined = norms
         .lazy()
         .join(overall, keys.clone(), keys, JoinArgs::new(JoinType::Left))
@@ -224,7 +237,10 @@ fn overall_table(per_dim: &DataFrame, norms: DataFrame) -> Result<DataFrame> {
 /// [`Error::Io`] or [`Error::Polars`] when a file cannot be written.
 pub fn write(tables: &StatsTables, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    for (name, df) in [(PER_DIM_FILE, &tables.per_dim), (OVERALL_FILE, &tables.overall)] {
+    for (name, df) in [
+        (PER_DIM_FILE, &tables.per_dim),
+        (OVERALL_FILE, &tables.overall),
+    ] {
         let path = dir.join(name);
         let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
         ParquetWriter::new(file).finish(&mut df.clone())?;
@@ -256,7 +272,15 @@ mod tests {
         let all: Vec<f64> = values.iter().map(|v| f64::from(*v)).collect();
         let mean = all.iter().sum::<f64>() / 6.0;
         let std = (all.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 6.0).sqrt();
-        let row = |name: &str| t.overall.column(name).unwrap().f64().unwrap().get(0).unwrap();
+        let row = |name: &str| {
+            t.overall
+                .column(name)
+                .unwrap()
+                .f64()
+                .unwrap()
+                .get(0)
+                .unwrap()
+        };
         assert!((row("mean") - mean).abs() < 1e-12);
         assert!((row("std") - std).abs() < 1e-12);
         let norm0 = (1.0f64 + 4.0).sqrt();

@@ -58,7 +58,12 @@ impl Block {
             qkv: nn::linear(&p / "attn" / "qkv", w, 3 * w, Default::default()),
             proj: nn::linear(&p / "attn" / "proj", w, w, Default::default()),
             norm2: nn::layer_norm(&p / "norm2", vec![w], ln()),
-            mlp: Mlp::new(&p / "mlp", width, (width as f64 * mlp_ratio) as usize, width),
+            mlp: Mlp::new(
+                &p / "mlp",
+                width,
+                (width as f64 * mlp_ratio) as usize,
+                width,
+            ),
             heads: heads as i64,
         }
     }
@@ -123,7 +128,11 @@ impl Student {
         let w = config.width as i64;
         let ps = config.patch_size as i64;
         let tokens = (config.grid() * config.grid()) as i64;
-        let n_summary = teachers.iter().filter(|(_, s)| s.summary_dim > 0).count().max(1);
+        let n_summary = teachers
+            .iter()
+            .filter(|(_, s)| s.summary_dim > 0)
+            .count()
+            .max(1);
         let conv = nn::ConvConfig {
             stride: ps,
             ..Default::default()
@@ -133,7 +142,14 @@ impl Student {
             stdev: 0.02,
         };
         let blocks = (0..config.depth)
-            .map(|i| Block::new(p / "blocks" / i, config.width, config.heads, config.mlp_ratio))
+            .map(|i| {
+                Block::new(
+                    p / "blocks" / i,
+                    config.width,
+                    config.heads,
+                    config.mlp_ratio,
+                )
+            })
             .collect();
         let mut next_summary = 0;
         let adaptors = teachers
@@ -142,10 +158,20 @@ impl Student {
                 let ap = p / "adaptors" / name.as_str();
                 let summary = (shape.summary_dim > 0).then(|| {
                     next_summary += 1;
-                    let mlp = Mlp::new(&ap / "summary", config.width, config.adaptor_hidden, shape.summary_dim);
+                    let mlp = Mlp::new(
+                        &ap / "summary",
+                        config.width,
+                        config.adaptor_hidden,
+                        shape.summary_dim,
+                    );
                     (next_summary - 1, mlp)
                 });
-                let patch = Mlp::new(&ap / "patch", config.width, config.adaptor_hidden, shape.patch_dim);
+                let patch = Mlp::new(
+                    &ap / "patch",
+                    config.width,
+                    config.adaptor_hidden,
+                    shape.patch_dim,
+                );
                 Adaptor {
                     teacher: name.clone(),
                     shape: *shape,
@@ -169,7 +195,11 @@ impl Student {
     pub fn trunk(&self, images: &Tensor) -> (Tensor, Tensor) {
         let b = images.size()[0];
         // [B, C, g, g] -> [B, g*g, C]
-        let patches = self.patch_embed.forward(images).flatten(2, 3).transpose(1, 2);
+        let patches = self
+            .patch_embed
+            .forward(images)
+            .flatten(2, 3)
+            .transpose(1, 2);
         let summary = self.summary_tokens.expand([b, -1, -1], false);
         let mut x = Tensor::cat(&[summary, patches], 1) + &self.pos_embed;
         for block in &self.blocks {
@@ -227,7 +257,11 @@ pub fn cosine_distance(prediction: &Tensor, target: &Tensor) -> Tensor {
 }
 
 /// The AM-RADIO losses of one teacher.
-pub fn teacher_loss(prediction: &Prediction, summary: Option<&Tensor>, patches: &Tensor) -> TeacherLoss {
+pub fn teacher_loss(
+    prediction: &Prediction,
+    summary: Option<&Tensor>,
+    patches: &Tensor,
+) -> TeacherLoss {
     let summary = match (&prediction.summary, summary) {
         (Some(p), Some(t)) => Some(cosine_distance(p, t)),
         _ => None,

@@ -48,7 +48,9 @@ pub fn parse_precision(name: &str) -> Result<Kind> {
         "fp32" => Ok(Kind::Float),
         "fp16" => Ok(Kind::Half),
         "bf16" => Ok(Kind::BFloat16),
-        other => Err(Error::Config(format!("precision {other:?} is not fp32, fp16 or bf16"))),
+        other => Err(Error::Config(format!(
+            "precision {other:?} is not fp32, fp16 or bf16"
+        ))),
     }
 }
 
@@ -85,7 +87,10 @@ impl Teacher {
         let mut module = CModule::load_on_device(path, device).map_err(|e| Error::Teacher {
             teacher: name.to_string(),
             path: path.to_path_buf(),
-            message: format!("cannot load the TorchScript module: {}", without_backtrace(&e)),
+            message: format!(
+                "cannot load the TorchScript module: {}",
+                without_backtrace(&e)
+            ),
         })?;
         module.set_eval();
         if kind != Kind::Float {
@@ -239,7 +244,11 @@ pub fn stack_views(images: &[image::RgbImage]) -> Tensor {
         .unwrap_or((0, 0));
     let mut bytes = Vec::with_capacity(images.len() * (w * h * 3) as usize);
     for img in images {
-        assert_eq!((img.width(), img.height()), (w, h), "views of one batch differ in size");
+        assert_eq!(
+            (img.width(), img.height()),
+            (w, h),
+            "views of one batch differ in size"
+        );
         bytes.extend_from_slice(img.as_raw());
     }
     Tensor::from_slice(&bytes).view([images.len() as i64, h as i64, w as i64, 3])

@@ -20,7 +20,9 @@ use serde::Serialize;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
-use crate::cache::{self, codec, teacher_columns as tc, FeatureEncodings, FeatureShape, Manifest, TableReader};
+use crate::cache::{
+    self, codec, teacher_columns as tc, FeatureEncodings, FeatureShape, Manifest, TableReader,
+};
 use crate::config::{LossWeights, TrainConfig};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -75,9 +77,9 @@ impl ImageStore {
         }
         let record = &self.records[&id];
         let bytes = self.source.read(std::slice::from_ref(record)).remove(0);
-        let image = bytes
-            .and_then(|b| decode_rgb_bytes(&b))
-            .map_err(|m| Error::Train(format!("row {row}: cannot read image {}: {m}", record.key)))?;
+        let image = bytes.and_then(|b| decode_rgb_bytes(&b)).map_err(|m| {
+            Error::Train(format!("row {row}: cannot read image {}: {m}", record.key))
+        })?;
         let image = std::sync::Arc::new(image);
         let mut guard = self.decoded.lock().expect("image store");
         let (used, map) = &mut *guard;
@@ -165,14 +167,22 @@ pub fn run(cache_dir: &Path, config: &TrainConfig, progress: &dyn Progress) -> R
     progress.begin("train", total as u64);
     for epoch in 0..config.epochs {
         let mut order: Vec<u64> = (0..rows.len() as u64).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.seed ^ (epoch as u64) << 32));
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            config.seed ^ (epoch as u64) << 32,
+        ));
         for batch in order.chunks(config.batch_size) {
             let lr = learning_rate(config, step, total);
             opt.set_lr(lr);
             let t0 = Instant::now();
             let inputs = student_inputs(&images, &rows, batch, &config.student)?;
             let t1 = Instant::now();
-            let record = train_step(&student, &mut opt, &tables, batch, &inputs.to_device(device))?;
+            let record = train_step(
+                &student,
+                &mut opt,
+                &tables,
+                batch,
+                &inputs.to_device(device),
+            )?;
             tracing::debug!(
                 step,
                 rows = batch.len(),
@@ -219,7 +229,11 @@ pub fn learning_rate(config: &TrainConfig, step: usize, total: usize) -> f64 {
     config.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
-fn open_teachers(dir: &Path, manifest: &Manifest, config: &TrainConfig) -> Result<Vec<TeacherTable>> {
+fn open_teachers(
+    dir: &Path,
+    manifest: &Manifest,
+    config: &TrainConfig,
+) -> Result<Vec<TeacherTable>> {
     for name in config.loss.keys() {
         if manifest.teacher(name).is_none() {
             return Err(Error::Train(format!(
@@ -234,14 +248,18 @@ fn open_teachers(dir: &Path, manifest: &Manifest, config: &TrainConfig) -> Resul
         .map(|entry| {
             let path = dir.join(&entry.table);
             let reader = TableReader::open(&path, manifest.table_format)?;
-            let shape = cache::feature_shape_of(reader.schema())
-                .map_err(|m| Error::cache(&path, m))?;
-            let encodings = cache::feature_encodings_of(reader.schema())
-                .map_err(|m| Error::cache(&path, m))?;
+            let shape =
+                cache::feature_shape_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
+            let encodings =
+                cache::feature_encodings_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
             if reader.num_rows() != manifest.rows {
                 return Err(Error::cache(
                     &path,
-                    format!("has {} rows, the manifest says {}", reader.num_rows(), manifest.rows),
+                    format!(
+                        "has {} rows, the manifest says {}",
+                        reader.num_rows(),
+                        manifest.rows
+                    ),
                 ));
             }
             Ok(TeacherTable {
@@ -256,14 +274,27 @@ fn open_teachers(dir: &Path, manifest: &Manifest, config: &TrainConfig) -> Resul
 }
 
 pub(crate) fn read_views(reader: &TableReader) -> Result<Vec<RowView>> {
-    let columns = [tc::IMAGE_ID, tc::VIEW, tc::CROP_X, tc::CROP_Y, tc::CROP_W, tc::CROP_H, tc::FLIP];
+    let columns = [
+        tc::IMAGE_ID,
+        tc::VIEW,
+        tc::CROP_X,
+        tc::CROP_Y,
+        tc::CROP_W,
+        tc::CROP_H,
+        tc::FLIP,
+    ];
     let mut out = Vec::with_capacity(reader.num_rows());
     for batch in reader.scan(&columns, 8192)? {
         let batch = batch?;
         let u32s = |name: &str| batch[name].as_primitive::<UInt32Type>().clone();
         let ids = batch[tc::IMAGE_ID].as_primitive::<UInt64Type>().clone();
         let views = batch[tc::VIEW].as_primitive::<UInt16Type>().clone();
-        let (x, y, w, h) = (u32s(tc::CROP_X), u32s(tc::CROP_Y), u32s(tc::CROP_W), u32s(tc::CROP_H));
+        let (x, y, w, h) = (
+            u32s(tc::CROP_X),
+            u32s(tc::CROP_Y),
+            u32s(tc::CROP_W),
+            u32s(tc::CROP_H),
+        );
         let flips: &BooleanArray = batch[tc::FLIP].as_boolean();
         for i in 0..batch.num_rows() {
             out.push(RowView {
@@ -315,7 +346,14 @@ fn student_inputs(
         .map(|&row| {
             let r = &rows[row as usize];
             let image = images.get(row, r.image_id)?;
-            Ok(render(&image, &r.view, size, size, crate::views::filter_for("bicubic")).into_raw())
+            Ok(render(
+                &image,
+                &r.view,
+                size,
+                size,
+                crate::views::filter_for("bicubic"),
+            )
+            .into_raw())
         })
         .collect::<Result<_>>()?;
     let bytes: Vec<u8> = rendered.concat();
@@ -347,20 +385,31 @@ fn train_step(
     for (table, prediction) in tables.iter().zip(&predictions) {
         let t0 = Instant::now();
         let (summary, patches) = targets(table, batch, device)?;
-        tracing::trace!(teacher = table.name, ms = t0.elapsed().as_millis() as u64, "take");
+        tracing::trace!(
+            teacher = table.name,
+            ms = t0.elapsed().as_millis() as u64,
+            "take"
+        );
         let loss = teacher_loss(prediction, summary.as_ref(), &patches);
         if let Some(s) = &loss.summary {
             terms.insert(format!("{}/summary", table.name), s.double_value(&[]));
             total = total + s * table.weights.summary;
         }
-        terms.insert(format!("{}/patch", table.name), loss.patch.double_value(&[]));
+        terms.insert(
+            format!("{}/patch", table.name),
+            loss.patch.double_value(&[]),
+        );
         total = total + &loss.patch * table.weights.patch;
     }
     opt.backward_step(&total);
     Ok((total.double_value(&[]), terms))
 }
 
-fn targets(table: &TeacherTable, batch: &[u64], device: Device) -> Result<(Option<Tensor>, Tensor)> {
+fn targets(
+    table: &TeacherTable,
+    batch: &[u64],
+    device: Device,
+) -> Result<(Option<Tensor>, Tensor)> {
     let (s, e) = (table.shape, table.encodings);
     let mut columns = codec::columns(tc::PATCH_TOKENS, e.patch_tokens);
     if s.summary_dim > 0 {
@@ -374,8 +423,13 @@ fn targets(table: &TeacherTable, batch: &[u64], device: Device) -> Result<(Optio
             .map_err(|m| Error::Train(format!("teacher {}: {m}", table.name)))?;
         Ok(Tensor::from_slice(&data).to_device(device))
     };
-    let patches = decode(tc::PATCH_TOKENS, e.patch_tokens, s.patch_values(), s.num_tokens())?
-        .view([b, s.num_tokens() as i64, s.patch_dim as i64]);
+    let patches = decode(
+        tc::PATCH_TOKENS,
+        e.patch_tokens,
+        s.patch_values(),
+        s.num_tokens(),
+    )?
+    .view([b, s.num_tokens() as i64, s.patch_dim as i64]);
     let summary = if s.summary_dim > 0 {
         Some(decode(tc::SUMMARY, e.summary, s.summary_dim, 1)?.view([b, s.summary_dim as i64]))
     } else {
@@ -391,7 +445,8 @@ fn save_checkpoint(vs: &nn::VarStore, student: &Student, path: &Path) -> Result<
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let mut buffers = Vec::with_capacity(named.len());
     for (name, tensor) in &named {
-        let values: Vec<f32> = Vec::try_from(tensor.to_device(Device::Cpu).contiguous().flatten(0, -1))?;
+        let values: Vec<f32> =
+            Vec::try_from(tensor.to_device(Device::Cpu).contiguous().flatten(0, -1))?;
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
         buffers.push((name.clone(), shape, bytes));
@@ -399,8 +454,9 @@ fn save_checkpoint(vs: &nn::VarStore, student: &Student, path: &Path) -> Result<
     let views = buffers
         .iter()
         .map(|(name, shape, bytes)| {
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .map_err(|e| Error::Train(format!("checkpoint tensor {name}: {e:?}")))?;
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .map_err(|e| Error::Train(format!("checkpoint tensor {name}: {e:?}")))?;
             Ok((name.clone(), view))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -418,8 +474,14 @@ fn save_checkpoint(vs: &nn::VarStore, student: &Student, path: &Path) -> Result<
         .collect();
     let metadata = HashMap::from([
         ("format".to_string(), "distillery-student/1".to_string()),
-        ("config".to_string(), serde_json::to_string(&student.config).expect("config")),
-        ("teachers".to_string(), serde_json::Value::from(teachers).to_string()),
+        (
+            "config".to_string(),
+            serde_json::to_string(&student.config).expect("config"),
+        ),
+        (
+            "teachers".to_string(),
+            serde_json::Value::from(teachers).to_string(),
+        ),
     ]);
     safetensors::tensor::serialize_to_file(views, &Some(metadata), path)
         .map_err(|e| Error::Train(format!("cannot write {}: {e:?}", path.display())))

@@ -77,7 +77,12 @@ impl ViewSampler {
             if w > 0 && h > 0 && w <= width && h <= height {
                 let x = rng.random_range(0..=width - w);
                 let y = rng.random_range(0..=height - h);
-                return CropBox { x, y, width: w, height: h };
+                return CropBox {
+                    x,
+                    y,
+                    width: w,
+                    height: h,
+                };
             }
         }
         self.center_crop(width, height)
@@ -86,9 +91,15 @@ impl ViewSampler {
     fn center_crop(&self, width: u32, height: u32) -> CropBox {
         let in_ratio = f64::from(width) / f64::from(height);
         let (w, h) = if in_ratio < self.ratio[0] {
-            (width, ((f64::from(width) / self.ratio[0]).round() as u32).max(1))
+            (
+                width,
+                ((f64::from(width) / self.ratio[0]).round() as u32).max(1),
+            )
         } else if in_ratio > self.ratio[1] {
-            (((f64::from(height) * self.ratio[1]).round() as u32).max(1), height)
+            (
+                ((f64::from(height) * self.ratio[1]).round() as u32).max(1),
+                height,
+            )
         } else {
             (width, height)
         };
@@ -119,7 +130,13 @@ pub fn filter_for(interpolation: &str) -> ResizeAlg {
 /// # Panics
 ///
 /// When the crop box does not lie inside the image.
-pub fn render(image: &RgbImage, view: &View, width: u32, height: u32, filter: ResizeAlg) -> RgbImage {
+pub fn render(
+    image: &RgbImage,
+    view: &View,
+    width: u32,
+    height: u32,
+    filter: ResizeAlg,
+) -> RgbImage {
     let c = view.crop;
     assert!(
         c.x + c.width <= image.width() && c.y + c.height <= image.height(),
@@ -127,8 +144,13 @@ pub fn render(image: &RgbImage, view: &View, width: u32, height: u32, filter: Re
         image.width(),
         image.height()
     );
-    let src = ImageRef::new(image.width(), image.height(), image.as_raw(), PixelType::U8x3)
-        .expect("an RgbImage buffer holds width * height * 3 bytes");
+    let src = ImageRef::new(
+        image.width(),
+        image.height(),
+        image.as_raw(),
+        PixelType::U8x3,
+    )
+    .expect("an RgbImage buffer holds width * height * 3 bytes");
     // Resize the crop alone, as torchvision's resized_crop does: the filter never reads
     // pixels outside the crop box.
     let crop = CroppedImage::new(&src, c.x, c.y, c.width, c.height).expect("checked above");
@@ -189,21 +211,47 @@ mod tests {
     fn render_resizes_only_the_crop() {
         // Left half red, right half blue; a crop of the right half is all blue.
         let img = RgbImage::from_fn(40, 20, |x, _| {
-            if x < 20 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) }
+            if x < 20 {
+                image::Rgb([255, 0, 0])
+            } else {
+                image::Rgb([0, 0, 255])
+            }
         });
-        let crop = CropBox { x: 20, y: 0, width: 20, height: 20 };
-        let view = View { index: 0, crop, flip: false };
+        let crop = CropBox {
+            x: 20,
+            y: 0,
+            width: 20,
+            height: 20,
+        };
+        let view = View {
+            index: 0,
+            crop,
+            flip: false,
+        };
         let out = render(&img, &view, 7, 5, filter_for("bicubic"));
         assert_eq!(out.dimensions(), (7, 5));
-        assert!(out.pixels().all(|p| p.0 == [0, 0, 255]), "{:?}", out.get_pixel(0, 0));
+        assert!(
+            out.pixels().all(|p| p.0 == [0, 0, 255]),
+            "{:?}",
+            out.get_pixel(0, 0)
+        );
     }
 
     #[test]
     fn render_flips_left_to_right() {
         let mut img = RgbImage::new(4, 2);
         img.put_pixel(0, 0, image::Rgb([255, 0, 0]));
-        let crop = CropBox { x: 0, y: 0, width: 4, height: 2 };
-        let flipped = View { index: 0, crop, flip: true };
+        let crop = CropBox {
+            x: 0,
+            y: 0,
+            width: 4,
+            height: 2,
+        };
+        let flipped = View {
+            index: 0,
+            crop,
+            flip: true,
+        };
         let out = render(&img, &flipped, 4, 2, ResizeAlg::Nearest);
         assert_eq!(out.get_pixel(3, 0).0, [255, 0, 0]);
         assert_eq!(out.get_pixel(0, 0).0, [0, 0, 0]);

@@ -19,7 +19,12 @@ use tch::{CModule, IValue, Tensor};
 
 fn read_all(cache: &Path, table: &str, format: CacheFormat) -> RecordBatch {
     let reader = TableReader::open(&cache.join(table), format).unwrap();
-    let names: Vec<String> = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let names: Vec<String> = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let rows: Vec<u64> = (0..reader.num_rows() as u64).collect();
     reader.take(&rows, &names).unwrap()
@@ -30,7 +35,11 @@ fn f16_rows(batch: &RecordBatch, column: &str) -> Vec<Vec<f32>> {
     (0..list.len())
         .map(|i| {
             let v = list.value(i);
-            v.as_primitive::<Float16Type>().values().iter().map(|x| x.to_f32()).collect()
+            v.as_primitive::<Float16Type>()
+                .values()
+                .iter()
+                .map(|x| x.to_f32())
+                .collect()
         })
         .collect()
 }
@@ -50,7 +59,12 @@ fn view_of(batch: &RecordBatch, row: usize) -> View {
 }
 
 /// The teacher run by hand: our own normalisation loop, TorchScript called directly.
-fn direct_run(module: &CModule, pixels: &image::RgbImage, mean: [f64; 3], std: [f64; 3]) -> (Vec<f32>, Vec<f32>) {
+fn direct_run(
+    module: &CModule,
+    pixels: &image::RgbImage,
+    mean: [f64; 3],
+    std: [f64; 3],
+) -> (Vec<f32>, Vec<f32>) {
     let (w, h) = pixels.dimensions();
     let mut chw = vec![0f32; (3 * w * h) as usize];
     for (x, y, p) in pixels.enumerate_pixels() {
@@ -88,8 +102,9 @@ fn cached_features_match_a_direct_teacher_run() {
     let images = read_all(cache, &manifest.images_table, manifest.table_format);
     let ids = images["id"].as_primitive::<UInt64Type>();
     let paths = images["path"].as_string::<i32>();
-    let path_of: HashMap<u64, String> =
-        (0..images.num_rows()).map(|i| (ids.value(i), paths.value(i).to_string())).collect();
+    let path_of: HashMap<u64, String> = (0..images.num_rows())
+        .map(|i| (ids.value(i), paths.value(i).to_string()))
+        .collect();
 
     for entry in &manifest.teachers {
         let table = read_all(cache, &entry.table, manifest.table_format);
@@ -106,7 +121,11 @@ fn cached_features_match_a_direct_teacher_run() {
             let (summary, tokens) = direct_run(&module, &pixels, s.mean, s.std);
             // float16 keeps 11 significant bits: 2^-11 relative, plus batching noise.
             let err = worst_relative_error(&patches[row], &tokens);
-            assert!(err < 2e-3, "{} row {row}: patch tokens off by {err}", entry.name);
+            assert!(
+                err < 2e-3,
+                "{} row {row}: patch tokens off by {err}",
+                entry.name
+            );
             match &summaries {
                 Some(cached) => {
                     let err = worst_relative_error(&cached[row], &summary);
@@ -131,8 +150,17 @@ fn same_seed_gives_the_same_cache_and_another_seed_other_views() {
         let c = read_all(&dir.join("other"), &entry.table, CacheFormat::Lance);
         assert_eq!(a, b, "{}: same seed gave another table", entry.name);
         let crops = |t: &RecordBatch| t[tc::CROP_X].as_primitive::<UInt32Type>().values().to_vec();
-        assert_ne!(crops(&a), crops(&c), "{}: seed 1 gave the same crops", entry.name);
-        assert_eq!(&a[tc::IMAGE_ID], &c[tc::IMAGE_ID], "row order depends on the seed");
+        assert_ne!(
+            crops(&a),
+            crops(&c),
+            "{}: seed 1 gave the same crops",
+            entry.name
+        );
+        assert_eq!(
+            &a[tc::IMAGE_ID],
+            &c[tc::IMAGE_ID],
+            "row order depends on the seed"
+        );
         assert_ne!(&a[tc::PATCH_TOKENS], &c[tc::PATCH_TOKENS]);
     }
 }
@@ -141,17 +169,26 @@ fn same_seed_gives_the_same_cache_and_another_seed_other_views() {
 fn corrupt_and_empty_files_are_reported_and_every_good_image_is_cached() {
     let cache = shared_cache();
     let manifest = Manifest::load(cache).unwrap();
-    let mut rejected: Vec<(String, String)> =
-        manifest.rejected.iter().map(|r| (r.key.clone(), r.error.clone())).collect();
+    let mut rejected: Vec<(String, String)> = manifest
+        .rejected
+        .iter()
+        .map(|r| (r.key.clone(), r.error.clone()))
+        .collect();
     rejected.sort();
     assert_eq!(rejected.len(), 2, "{rejected:?}");
     assert_eq!(rejected[0].0, "broken.jpg");
     assert!(rejected[0].1.starts_with("cannot decode"), "{rejected:?}");
-    assert_eq!(rejected[1], ("empty.png".into(), "empty file (0 bytes)".into()));
+    assert_eq!(
+        rejected[1],
+        ("empty.png".into(), "empty file (0 bytes)".into())
+    );
 
     let images = read_all(cache, &manifest.images_table, manifest.table_format);
-    let mut cached: Vec<String> =
-        images["path"].as_string::<i32>().iter().map(|p| p.unwrap().to_string()).collect();
+    let mut cached: Vec<String> = images["path"]
+        .as_string::<i32>()
+        .iter()
+        .map(|p| p.unwrap().to_string())
+        .collect();
     cached.sort();
     assert_eq!(cached, fixture().good_images);
     assert_eq!(manifest.rows, fixture().good_images.len() * 2);
@@ -172,7 +209,10 @@ fn stats_match_numpy_on_the_cache_read_by_pylance() {
             .arg(&stats_dir),
     );
     let printed = String::from_utf8(out.stdout).unwrap();
-    assert!(printed.contains("patch_tokens") && printed.contains("dinov2"), "{printed}");
+    assert!(
+        printed.contains("patch_tokens") && printed.contains("dinov2"),
+        "{printed}"
+    );
     let out = run_ok(
         Command::new(python())
             .arg(repo().join("tests/python/check_cache.py"))
@@ -200,7 +240,12 @@ fn parquet_cache_holds_the_same_rows_as_lance_and_reads_in_pyarrow() {
     }
     let stats_dir = dir.join("stats");
     run_ok(distillery(&dir).args(["stats", "--cache", "cache", "--output", "stats"]));
-    run_ok(Command::new(python()).arg(repo().join("tests/python/check_cache.py")).arg(&parquet).arg(&stats_dir));
+    run_ok(
+        Command::new(python())
+            .arg(repo().join("tests/python/check_cache.py"))
+            .arg(&parquet)
+            .arg(&stats_dir),
+    );
 }
 
 #[test]
@@ -227,13 +272,21 @@ fn non_default_codecs_decode_in_python_to_the_statistics_we_compute() {
     // int8 with per-token scales stays close to the float16 features of the same views.
     let manifest = Manifest::load(&dir.join("cache")).unwrap();
     let clip = manifest.teacher("clip").unwrap();
-    assert_eq!(clip.patch_encoding.codec, distillery::cache::codec::Codec::Int8);
+    assert_eq!(
+        clip.patch_encoding.codec,
+        distillery::cache::codec::Codec::Int8
+    );
     let reference = read_all(shared_cache(), &clip.table, CacheFormat::Lance);
     let reference = f16_rows(&reference, tc::PATCH_TOKENS);
-    let reader = TableReader::open(&dir.join("cache").join(&clip.table), CacheFormat::Lance).unwrap();
+    let reader =
+        TableReader::open(&dir.join("cache").join(&clip.table), CacheFormat::Lance).unwrap();
     let rows: Vec<u64> = (0..reader.num_rows() as u64).collect();
-    let batch = reader.take(&rows, &["patch_tokens", "patch_tokens_scale"]).unwrap();
-    let decoded = distillery::cache::codec::decode(&batch, "patch_tokens", clip.patch_encoding, 16 * 64, 16).unwrap();
+    let batch = reader
+        .take(&rows, &["patch_tokens", "patch_tokens_scale"])
+        .unwrap();
+    let decoded =
+        distillery::cache::codec::decode(&batch, "patch_tokens", clip.patch_encoding, 16 * 64, 16)
+            .unwrap();
     for (r, want) in reference.iter().enumerate() {
         let got = &decoded[r * want.len()..(r + 1) * want.len()];
         for (a, b) in want.chunks(64).zip(got.chunks(64)) {
@@ -244,7 +297,9 @@ fn non_default_codecs_decode_in_python_to_the_statistics_we_compute() {
         }
     }
     // Training reads every codec.
-    run_ok(distillery(&dir).args(["train", "--cache", "cache", "--epochs", "1", "--output", "student"]));
+    run_ok(distillery(&dir).args([
+        "train", "--cache", "cache", "--epochs", "1", "--output", "student",
+    ]));
 }
 
 #[test]
@@ -252,7 +307,9 @@ fn extract_killed_at_random_points_resumes_to_exactly_the_uninterrupted_cache() 
     let dir = scratch("resume");
     let extra = "checkpoint_every = 1";
     let pipeline = write_pipeline(&dir, 6, 0, extra);
-    let text = std::fs::read_to_string(&pipeline).unwrap().replace("batch_size = 8", "batch_size = 2");
+    let text = std::fs::read_to_string(&pipeline)
+        .unwrap()
+        .replace("batch_size = 8", "batch_size = 2");
     std::fs::write(&pipeline, text).unwrap();
     let started = std::time::Instant::now();
     extract(&dir, &pipeline, &["--output", "whole"]);
@@ -260,17 +317,28 @@ fn extract_killed_at_random_points_resumes_to_exactly_the_uninterrupted_cache() 
 
     // Kill -9 at spread-out moments of a run (startup, early, middle, late), resuming each
     // time, until a run completes.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     let jitter = u64::from(nanos % 100);
     let (mut kills, mut resumable) = (0, 0);
     for percent in [35, 55, 70, 85] {
         let mut child = distillery(&dir)
-            .args(["extract", "--pipeline", "pipeline.toml", "--output", "resumed"])
+            .args([
+                "extract",
+                "--pipeline",
+                "pipeline.toml",
+                "--output",
+                "resumed",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(whole_ms * percent / 100 + jitter));
+        std::thread::sleep(std::time::Duration::from_millis(
+            whole_ms * percent / 100 + jitter,
+        ));
         if child.try_wait().unwrap().is_some() {
             break;
         }
@@ -285,14 +353,18 @@ fn extract_killed_at_random_points_resumes_to_exactly_the_uninterrupted_cache() 
     if !dir.join("resumed").exists() {
         extract(&dir, &pipeline, &["--output", "resumed"]);
     }
-    assert!(resumable >= 1, "{kills} kills, none after a checkpoint: no resume was tested");
+    assert!(
+        resumable >= 1,
+        "{kills} kills, none after a checkpoint: no resume was tested"
+    );
     assert!(!dir.join("resumed.partial").exists());
 
     let whole = Manifest::load(&dir.join("whole")).unwrap();
     let resumed = Manifest::load(&dir.join("resumed")).unwrap();
     assert_eq!(resumed.rows, whole.rows);
     assert_eq!(resumed.rejected, whole.rejected);
-    let tables = std::iter::once(whole.images_table.clone()).chain(whole.teachers.iter().map(|t| t.table.clone()));
+    let tables = std::iter::once(whole.images_table.clone())
+        .chain(whole.teachers.iter().map(|t| t.table.clone()));
     for table in tables {
         let a = read_all(&dir.join("whole"), &table, CacheFormat::Lance);
         let b = read_all(&dir.join("resumed"), &table, CacheFormat::Lance);
@@ -314,16 +386,33 @@ fn a_teacher_added_later_equals_the_same_teacher_extracted_with_the_others() {
     extract(&dir, &pipeline, &[]);
     let before = Manifest::load(&dir.join("cache")).unwrap();
     assert!(before.teacher("clip").is_none());
-    let dinov2_before = read_all(&dir.join("cache"), "teachers/dinov2.lance", CacheFormat::Lance);
+    let dinov2_before = read_all(
+        &dir.join("cache"),
+        "teachers/dinov2.lance",
+        CacheFormat::Lance,
+    );
 
     run_ok(
         distillery(&dir)
-            .args(["add-teacher", "--cache", "cache", "--name", "clip", "--batch-size", "5", "--path"])
+            .args([
+                "add-teacher",
+                "--cache",
+                "cache",
+                "--name",
+                "clip",
+                "--batch-size",
+                "5",
+                "--path",
+            ])
             .arg(fixture().teachers.join("clip.pt")),
     );
     let after = Manifest::load(&dir.join("cache")).unwrap();
     assert_eq!(after.teacher("clip").unwrap().rows, before.rows);
-    let added = read_all(&dir.join("cache"), "teachers/clip.lance", CacheFormat::Lance);
+    let added = read_all(
+        &dir.join("cache"),
+        "teachers/clip.lance",
+        CacheFormat::Lance,
+    );
     let together = read_all(shared_cache(), "teachers/clip.lance", CacheFormat::Lance);
     // Same views, same teacher: the same rows, with float16 rounding the only freedom.
     assert_eq!(added.columns()[..7], together.columns()[..7]);
@@ -333,13 +422,32 @@ fn a_teacher_added_later_equals_the_same_teacher_extracted_with_the_others() {
             assert!(worst_relative_error(ra, rb) < 2e-3, "{column} differs");
         }
     }
-    assert_eq!(read_all(&dir.join("cache"), "teachers/dinov2.lance", CacheFormat::Lance), dinov2_before);
+    assert_eq!(
+        read_all(
+            &dir.join("cache"),
+            "teachers/dinov2.lance",
+            CacheFormat::Lance
+        ),
+        dinov2_before
+    );
     // Training and stats see the added teacher.
     run_ok(distillery(&dir).args(["stats", "--cache", "cache", "--output", "stats"]));
-    run_ok(Command::new(python()).arg(repo().join("tests/python/check_cache.py")).arg(dir.join("cache")).arg(dir.join("stats")));
+    run_ok(
+        Command::new(python())
+            .arg(repo().join("tests/python/check_cache.py"))
+            .arg(dir.join("cache"))
+            .arg(dir.join("stats")),
+    );
     let err = run_err(
         distillery(&dir)
-            .args(["add-teacher", "--cache", "cache", "--name", "clip", "--path"])
+            .args([
+                "add-teacher",
+                "--cache",
+                "cache",
+                "--name",
+                "clip",
+                "--path",
+            ])
             .arg(fixture().teachers.join("clip.pt")),
     );
     assert!(err.contains("already holds teacher clip"), "{err}");
@@ -367,7 +475,8 @@ fn shards_committed_together_equal_the_cache_of_one_run() {
     let mut expected = whole.rejected.clone();
     expected.sort_by(|a, b| a.key.cmp(&b.key));
     assert_eq!(rejected, expected);
-    let tables = std::iter::once(whole.images_table.clone()).chain(whole.teachers.iter().map(|t| t.table.clone()));
+    let tables = std::iter::once(whole.images_table.clone())
+        .chain(whole.teachers.iter().map(|t| t.table.clone()));
     for table in tables {
         let a = read_all(shared_cache(), &table, CacheFormat::Lance);
         let b = read_all(&dir.join("cache"), &table, CacheFormat::Lance);
@@ -387,7 +496,9 @@ fn shards_committed_together_equal_the_cache_of_one_run() {
             }
         }
     }
-    run_ok(distillery(&dir).args(["train", "--cache", "cache", "--epochs", "1", "--output", "student"]));
+    run_ok(distillery(&dir).args([
+        "train", "--cache", "cache", "--epochs", "1", "--output", "student",
+    ]));
 }
 
 fn log_terms(path: &Path) -> Vec<HashMap<String, f64>> {
@@ -416,7 +527,11 @@ fn training_from_the_cache_lowers_every_loss_term_without_any_teacher() {
     let mut text = std::fs::read_to_string(write_pipeline(&dir, 2, 0, "")).unwrap();
     for (name, _) in TEACHERS {
         for ext in ["pt", "pt.json"] {
-            std::fs::copy(fixture().teachers.join(format!("{name}.{ext}")), teachers.join(format!("{name}.{ext}"))).unwrap();
+            std::fs::copy(
+                fixture().teachers.join(format!("{name}.{ext}")),
+                teachers.join(format!("{name}.{ext}")),
+            )
+            .unwrap();
         }
         text = text.replace(
             &format!("{:?}", fixture().teachers.join(format!("{name}.pt"))),
@@ -433,10 +548,22 @@ fn training_from_the_cache_lowers_every_loss_term_without_any_teacher() {
     assert!(printed.contains("no teacher run"), "{printed}");
 
     let log = log_terms(&dir.join("student/train_log.jsonl"));
-    assert_eq!(log.len(), 10 * (fixture().good_images.len() * 2).div_ceil(6));
-    let mean = |steps: &[HashMap<String, f64>], k: &str| steps.iter().map(|s| s[k]).sum::<f64>() / steps.len() as f64;
+    assert_eq!(
+        log.len(),
+        10 * (fixture().good_images.len() * 2).div_ceil(6)
+    );
+    let mean = |steps: &[HashMap<String, f64>], k: &str| {
+        steps.iter().map(|s| s[k]).sum::<f64>() / steps.len() as f64
+    };
     let (head, tail) = (&log[..3], &log[log.len() - 3..]);
-    let expected = ["total", "clip/summary", "clip/patch", "dinov2/summary", "dinov2/patch", "sam/patch"];
+    let expected = [
+        "total",
+        "clip/summary",
+        "clip/patch",
+        "dinov2/summary",
+        "dinov2/patch",
+        "sam/patch",
+    ];
     assert_eq!(log[0].len(), expected.len(), "{:?}", log[0]);
     for term in expected {
         let (first, last) = (mean(head, term), mean(tail, term));
@@ -445,9 +572,13 @@ fn training_from_the_cache_lowers_every_loss_term_without_any_teacher() {
     let checkpoint = std::fs::read(dir.join("student/student.safetensors")).unwrap();
     let header_len = u64::from_le_bytes(checkpoint[..8].try_into().unwrap()) as usize;
     let header: serde_json::Value = serde_json::from_slice(&checkpoint[8..8 + header_len]).unwrap();
-    let config: serde_json::Value = serde_json::from_str(header["__metadata__"]["config"].as_str().unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(header["__metadata__"]["config"].as_str().unwrap()).unwrap();
     assert_eq!(config["width"], 96);
-    assert!(header.get("adaptors.sam.patch.fc2.weight").is_some(), "{header}");
+    assert!(
+        header.get("adaptors.sam.patch.fc2.weight").is_some(),
+        "{header}"
+    );
 }
 
 #[test]
@@ -458,30 +589,53 @@ fn bad_inputs_fail_before_any_work_with_a_clear_error() {
 
     std::fs::write(dir.join("broken.toml"), "[source\npath = 1").unwrap();
     let err = run_err(distillery(&dir).args(["extract", "--pipeline", "broken.toml"]));
-    assert!(err.contains("pipeline broken.toml: TOML parse error"), "{err}");
+    assert!(
+        err.contains("pipeline broken.toml: TOML parse error"),
+        "{err}"
+    );
 
     // A teacher file that is not TorchScript.
     let pipeline = write_pipeline(&dir, 2, 0, "");
     let fake = dir.join("fake.pt");
     std::fs::write(&fake, b"not a model").unwrap();
-    std::fs::copy(fixture().teachers.join("clip.pt.json"), dir.join("fake.pt.json")).unwrap();
+    std::fs::copy(
+        fixture().teachers.join("clip.pt.json"),
+        dir.join("fake.pt.json"),
+    )
+    .unwrap();
     let text = std::fs::read_to_string(&pipeline).unwrap();
     let clip = format!("{:?}", fixture().teachers.join("clip.pt"));
     std::fs::write(dir.join("fake.toml"), text.replace(&clip, "\"fake.pt\"")).unwrap();
     let err = run_err(distillery(&dir).args(["extract", "--pipeline", "fake.toml"]));
-    assert!(err.contains("fake.pt): cannot load the TorchScript module: "), "{err}");
+    assert!(
+        err.contains("fake.pt): cannot load the TorchScript module: "),
+        "{err}"
+    );
     assert!(err.starts_with("error: teacher clip ("), "{err}");
-    assert!(!err.contains("frame #"), "the C++ backtrace is not for users: {err}");
+    assert!(
+        !err.contains("frame #"),
+        "the C++ backtrace is not for users: {err}"
+    );
 
     // A sidecar that disagrees with the module's outputs.
     std::fs::copy(fixture().teachers.join("dinov2.pt"), dir.join("lying.pt")).unwrap();
     let sidecar = std::fs::read_to_string(fixture().teachers.join("dinov2.pt.json")).unwrap();
-    std::fs::write(dir.join("lying.pt.json"), sidecar.replace("\"patch_dim\": 64", "\"patch_dim\": 48")).unwrap();
+    std::fs::write(
+        dir.join("lying.pt.json"),
+        sidecar.replace("\"patch_dim\": 64", "\"patch_dim\": 48"),
+    )
+    .unwrap();
     let dinov2 = format!("{:?}", fixture().teachers.join("dinov2.pt"));
-    std::fs::write(dir.join("lying.toml"), text.replace(&dinov2, "\"lying.pt\"")).unwrap();
+    std::fs::write(
+        dir.join("lying.toml"),
+        text.replace(&dinov2, "\"lying.pt\""),
+    )
+    .unwrap();
     let err = run_err(distillery(&dir).args(["extract", "--pipeline", "lying.toml"]));
     assert!(
-        err.contains("teacher dinov2: patch tokens has shape [2, 25, 64], the sidecar says [2, 25, 48]"),
+        err.contains(
+            "teacher dinov2: patch tokens has shape [2, 25, 64], the sidecar says [2, 25, 48]"
+        ),
         "{err}"
     );
     assert!(!dir.join("cache").exists() && !dir.join("cache.partial").exists());
@@ -489,15 +643,29 @@ fn bad_inputs_fail_before_any_work_with_a_clear_error() {
     // An existing cache is neither replaced nor touched without --overwrite.
     extract(&dir, &pipeline, &[]);
     let before = std::fs::read(dir.join("cache/manifest.json")).unwrap();
-    let err = run_err(distillery(&dir).args(["extract", "--pipeline", "pipeline.toml", "--seed", "3"]));
-    assert!(err.contains("cache: exists already; pass --overwrite"), "{err}");
-    assert_eq!(std::fs::read(dir.join("cache/manifest.json")).unwrap(), before);
+    let err =
+        run_err(distillery(&dir).args(["extract", "--pipeline", "pipeline.toml", "--seed", "3"]));
+    assert!(
+        err.contains("cache: exists already; pass --overwrite"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("cache/manifest.json")).unwrap(),
+        before
+    );
     // A failing run with --overwrite leaves the old cache as it was.
-    let err = run_err(distillery(&dir).args(["extract", "--pipeline", "lying.toml", "--overwrite"]));
+    let err =
+        run_err(distillery(&dir).args(["extract", "--pipeline", "lying.toml", "--overwrite"]));
     assert!(err.contains("teacher dinov2"), "{err}");
-    assert_eq!(std::fs::read(dir.join("cache/manifest.json")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(dir.join("cache/manifest.json")).unwrap(),
+        before
+    );
     extract(&dir, &pipeline, &["--overwrite", "--seed", "3"]);
-    assert_ne!(std::fs::read(dir.join("cache/manifest.json")).unwrap(), before);
+    assert_ne!(
+        std::fs::read(dir.join("cache/manifest.json")).unwrap(),
+        before
+    );
 }
 
 #[test]
@@ -510,9 +678,18 @@ fn demo_script_runs_the_whole_pipeline_on_the_bundled_photos() {
             .env("DISTILLERY_PYTHON", python()),
     );
     let printed = String::from_utf8(out.stdout).unwrap();
-    for needle in ["extract: 9 images, 4 views each, 36 rows per teacher", "train:", "stats:", "checkpoint:", "outputs under"] {
+    for needle in [
+        "extract: 9 images, 4 views each, 36 rows per teacher",
+        "train:",
+        "stats:",
+        "checkpoint:",
+        "outputs under",
+    ] {
         assert!(printed.contains(needle), "missing {needle:?} in\n{printed}");
     }
     let log = log_terms(&dir.join("student/train_log.jsonl"));
-    assert!(log.last().unwrap()["total"] < log[0]["total"], "demo loss did not fall");
+    assert!(
+        log.last().unwrap()["total"] < log[0]["total"],
+        "demo loss did not fall"
+    );
 }

@@ -124,7 +124,10 @@ pub fn fields(column: &str, encoding: Encoding, values: usize, tokens: usize) ->
         main = main.with_metadata(
             [
                 ("lance-encoding:compression".to_string(), "zstd".to_string()),
-                ("lance-encoding:compression-level".to_string(), ZSTD_LEVEL.to_string()),
+                (
+                    "lance-encoding:compression-level".to_string(),
+                    ZSTD_LEVEL.to_string(),
+                ),
             ]
             .into(),
         );
@@ -132,7 +135,11 @@ pub fn fields(column: &str, encoding: Encoding, values: usize, tokens: usize) ->
     let mut out = vec![main];
     if encoding.codec == Codec::Int8 {
         let item = Arc::new(Field::new("item", DataType::Float32, true));
-        out.push(Field::new(scale_column(column), DataType::FixedSizeList(item, tokens as i32), false));
+        out.push(Field::new(
+            scale_column(column),
+            DataType::FixedSizeList(item, tokens as i32),
+            false,
+        ));
     }
     out
 }
@@ -173,8 +180,18 @@ pub fn encode(data: &[f32], encoding: Encoding, values: usize, tokens: usize) ->
 fn quantise(data: &[f32], codec: Codec, dim: usize) -> (Vec<u8>, Option<Vec<f32>>) {
     match codec {
         Codec::Float32 => (data.iter().flat_map(|v| v.to_le_bytes()).collect(), None),
-        Codec::Float16 => (data.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(), None),
-        Codec::Bfloat16 => (data.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect(), None),
+        Codec::Float16 => (
+            data.iter()
+                .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+                .collect(),
+            None,
+        ),
+        Codec::Bfloat16 => (
+            data.iter()
+                .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+                .collect(),
+            None,
+        ),
         Codec::Int8 => {
             let mut bytes = Vec::with_capacity(data.len());
             let mut scales = Vec::with_capacity(data.len() / dim.max(1));
@@ -182,7 +199,11 @@ fn quantise(data: &[f32], codec: Codec, dim: usize) -> (Vec<u8>, Option<Vec<f32>
                 let max = token.iter().fold(0f32, |m, v| m.max(v.abs()));
                 let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
                 scales.push(scale);
-                bytes.extend(token.iter().map(|v| ((v / scale).round().clamp(-127.0, 127.0) as i8) as u8));
+                bytes.extend(
+                    token
+                        .iter()
+                        .map(|v| ((v / scale).round().clamp(-127.0, 127.0) as i8) as u8),
+                );
             }
             (bytes, Some(scales))
         }
@@ -194,10 +215,22 @@ fn fixed_list(bytes: &[u8], codec: Codec, values: usize) -> FixedSizeListArray {
     let buffer = arrow_buffer::Buffer::from(bytes.to_vec());
     let n = bytes.len() / codec.width();
     let values_array: ArrayRef = match codec {
-        Codec::Float32 => Arc::new(PrimitiveArray::<Float32Type>::new(arrow_buffer::ScalarBuffer::new(buffer, 0, n), None)),
-        Codec::Float16 => Arc::new(PrimitiveArray::<Float16Type>::new(arrow_buffer::ScalarBuffer::new(buffer, 0, n), None)),
-        Codec::Bfloat16 => Arc::new(PrimitiveArray::<UInt16Type>::new(arrow_buffer::ScalarBuffer::new(buffer, 0, n), None)),
-        Codec::Int8 => Arc::new(PrimitiveArray::<Int8Type>::new(arrow_buffer::ScalarBuffer::new(buffer, 0, n), None)),
+        Codec::Float32 => Arc::new(PrimitiveArray::<Float32Type>::new(
+            arrow_buffer::ScalarBuffer::new(buffer, 0, n),
+            None,
+        )),
+        Codec::Float16 => Arc::new(PrimitiveArray::<Float16Type>::new(
+            arrow_buffer::ScalarBuffer::new(buffer, 0, n),
+            None,
+        )),
+        Codec::Bfloat16 => Arc::new(PrimitiveArray::<UInt16Type>::new(
+            arrow_buffer::ScalarBuffer::new(buffer, 0, n),
+            None,
+        )),
+        Codec::Int8 => Arc::new(PrimitiveArray::<Int8Type>::new(
+            arrow_buffer::ScalarBuffer::new(buffer, 0, n),
+            None,
+        )),
     };
     FixedSizeListArray::try_new(item, values as i32, values_array, None).expect("fixed-size list")
 }
@@ -232,8 +265,16 @@ pub fn byte_stream_join(planes: &[u8], width: usize) -> Vec<u8> {
 /// # Errors
 ///
 /// A message when the column is missing or not stored as `encoding` says.
-pub fn decode(batch: &RecordBatch, column: &str, encoding: Encoding, values: usize, tokens: usize) -> Result<Vec<f32>, String> {
-    let array = batch.column_by_name(column).ok_or_else(|| format!("no column {column}"))?;
+pub fn decode(
+    batch: &RecordBatch,
+    column: &str,
+    encoding: Encoding,
+    values: usize,
+    tokens: usize,
+) -> Result<Vec<f32>, String> {
+    let array = batch
+        .column_by_name(column)
+        .ok_or_else(|| format!("no column {column}"))?;
     let width = encoding.codec.width();
     let bytes: Vec<u8> = match encoding.compression {
         Compression::Native => native_bytes(array.as_ref(), encoding.codec)?,
@@ -247,7 +288,11 @@ pub fn decode(batch: &RecordBatch, column: &str, encoding: Encoding, values: usi
                 let planes = zstd::bulk::decompress(blob, values * width)
                     .map_err(|e| format!("column {column}: zstd: {e}"))?;
                 if planes.len() != values * width {
-                    return Err(format!("column {column}: a row holds {} bytes, expected {}", planes.len(), values * width));
+                    return Err(format!(
+                        "column {column}: a row holds {} bytes, expected {}",
+                        planes.len(),
+                        values * width
+                    ));
                 }
                 out.extend(byte_stream_join(&planes, width));
             }
@@ -266,11 +311,18 @@ pub fn decode(batch: &RecordBatch, column: &str, encoding: Encoding, values: usi
 }
 
 fn native_bytes(array: &dyn Array, codec: Codec) -> Result<Vec<u8>, String> {
-    let list = array.as_fixed_size_list_opt().ok_or("not a fixed-size list")?;
+    let list = array
+        .as_fixed_size_list_opt()
+        .ok_or("not a fixed-size list")?;
     let width = list.value_length() as usize * codec.width();
     let values = list.values();
     if values.data_type() != &codec.value_type() {
-        return Err(format!("values are {}, expected {} for {}", values.data_type(), codec.value_type(), codec.name()));
+        return Err(format!(
+            "values are {}, expected {} for {}",
+            values.data_type(),
+            codec.value_type(),
+            codec.name()
+        ));
     }
     let data = values.to_data();
     let buffer = &data.buffers()[0];
@@ -280,9 +332,18 @@ fn native_bytes(array: &dyn Array, codec: Codec) -> Result<Vec<u8>, String> {
 
 fn widen(bytes: &[u8], codec: Codec) -> Vec<f32> {
     match codec {
-        Codec::Float32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-        Codec::Float16 => bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        Codec::Bfloat16 => bytes.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Codec::Float32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        Codec::Float16 => bytes
+            .chunks_exact(2)
+            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Codec::Bfloat16 => bytes
+            .chunks_exact(2)
+            .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
         Codec::Int8 => bytes.iter().map(|b| f32::from(*b as i8)).collect(),
     }
 }
@@ -311,7 +372,9 @@ mod tests {
             .map(|_| {
                 let mut s = 0.0;
                 for _ in 0..4 {
-                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     s += (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
                 }
                 s
@@ -331,7 +394,12 @@ mod tests {
         let (tokens, dim, rows) = (4, 16, 3);
         let data = gaussian(rows * tokens * dim);
         for compression in [Compression::Native, Compression::BssZstd] {
-            for (codec, tol) in [(Codec::Float32, 0.0), (Codec::Float16, 1e-3), (Codec::Bfloat16, 8e-3), (Codec::Int8, 0.0)] {
+            for (codec, tol) in [
+                (Codec::Float32, 0.0),
+                (Codec::Float16, 1e-3),
+                (Codec::Bfloat16, 8e-3),
+                (Codec::Int8, 0.0),
+            ] {
                 let e = Encoding { codec, compression };
                 let back = round_trip(e, &data, tokens * dim, tokens);
                 assert_eq!(back.len(), data.len());
@@ -345,7 +413,10 @@ mod tests {
                     }
                 } else {
                     for (x, y) in data.iter().zip(&back) {
-                        assert!((x - y).abs() <= tol * x.abs().max(1e-3), "{codec:?}: {x} vs {y}");
+                        assert!(
+                            (x - y).abs() <= tol * x.abs().max(1e-3),
+                            "{codec:?}: {x} vs {y}"
+                        );
                     }
                 }
             }
@@ -356,8 +427,24 @@ mod tests {
     fn bss_zstd_holds_exactly_the_native_values() {
         let data = gaussian(2 * 64);
         for codec in Codec::ALL {
-            let native = round_trip(Encoding { codec, compression: Compression::Native }, &data, 64, 4);
-            let packed = round_trip(Encoding { codec, compression: Compression::BssZstd }, &data, 64, 4);
+            let native = round_trip(
+                Encoding {
+                    codec,
+                    compression: Compression::Native,
+                },
+                &data,
+                64,
+                4,
+            );
+            let packed = round_trip(
+                Encoding {
+                    codec,
+                    compression: Compression::BssZstd,
+                },
+                &data,
+                64,
+                4,
+            );
             assert_eq!(native, packed, "{codec:?}");
         }
     }

@@ -122,7 +122,12 @@ pub fn teacher_schema(teacher: &str, shape: FeatureShape, enc: FeatureEncodings)
     if shape.summary_dim > 0 {
         fields.extend(codec::fields(SUMMARY, enc.summary, shape.summary_dim, 1));
     }
-    fields.extend(codec::fields(PATCH_TOKENS, enc.patch_tokens, shape.patch_values(), shape.num_tokens()));
+    fields.extend(codec::fields(
+        PATCH_TOKENS,
+        enc.patch_tokens,
+        shape.patch_values(),
+        shape.num_tokens(),
+    ));
     let m = |k: &str, v: String| (k.to_string(), v);
     let metadata = HashMap::from([
         m(teacher_metadata::FORMAT_VERSION, FORMAT_VERSION.to_string()),
@@ -132,9 +137,18 @@ pub fn teacher_schema(teacher: &str, shape: FeatureShape, enc: FeatureEncodings)
         m(teacher_metadata::NUM_TOKENS, shape.num_tokens().to_string()),
         m(teacher_metadata::PATCH_DIM, shape.patch_dim.to_string()),
         m(teacher_metadata::SUMMARY_DIM, shape.summary_dim.to_string()),
-        m(teacher_metadata::SUMMARY_CODEC, enc.summary.codec.name().to_string()),
-        m(teacher_metadata::PATCH_CODEC, enc.patch_tokens.codec.name().to_string()),
-        m(teacher_metadata::COMPRESSION, enc.patch_tokens.compression.name().to_string()),
+        m(
+            teacher_metadata::SUMMARY_CODEC,
+            enc.summary.codec.name().to_string(),
+        ),
+        m(
+            teacher_metadata::PATCH_CODEC,
+            enc.patch_tokens.codec.name().to_string(),
+        ),
+        m(
+            teacher_metadata::COMPRESSION,
+            enc.patch_tokens.compression.name().to_string(),
+        ),
     ]);
     Arc::new(Schema::new_with_metadata(fields, metadata))
 }
@@ -147,7 +161,9 @@ pub fn teacher_schema(teacher: &str, shape: FeatureShape, enc: FeatureEncodings)
 pub fn feature_encodings_of(schema: &Schema) -> Result<FeatureEncodings, String> {
     let meta = schema.metadata();
     let codec = |key: &str| -> Result<Codec, String> {
-        meta.get(key).map(|v| v.parse()).unwrap_or(Ok(Codec::Float16))
+        meta.get(key)
+            .map(|v| v.parse())
+            .unwrap_or(Ok(Codec::Float16))
     };
     let compression = match meta.get(teacher_metadata::COMPRESSION).map(String::as_str) {
         None | Some("native") => Compression::Native,
@@ -155,8 +171,14 @@ pub fn feature_encodings_of(schema: &Schema) -> Result<FeatureEncodings, String>
         Some(other) => return Err(format!("unknown compression {other:?}")),
     };
     Ok(FeatureEncodings {
-        summary: Encoding { codec: codec(teacher_metadata::SUMMARY_CODEC)?, compression },
-        patch_tokens: Encoding { codec: codec(teacher_metadata::PATCH_CODEC)?, compression },
+        summary: Encoding {
+            codec: codec(teacher_metadata::SUMMARY_CODEC)?,
+            compression,
+        },
+        patch_tokens: Encoding {
+            codec: codec(teacher_metadata::PATCH_CODEC)?,
+            compression,
+        },
     })
 }
 
@@ -202,7 +224,10 @@ mod tests {
         };
         let schema = teacher_schema("clip", shape, FeatureEncodings::default());
         assert_eq!(feature_shape_of(&schema).unwrap(), shape);
-        assert_eq!(feature_encodings_of(&schema).unwrap(), FeatureEncodings::default());
+        assert_eq!(
+            feature_encodings_of(&schema).unwrap(),
+            FeatureEncodings::default()
+        );
         let field = schema.field_with_name("patch_tokens").unwrap();
         assert_eq!(
             field.data_type(),

@@ -81,7 +81,10 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::cache(dir, format!("cannot read {MANIFEST_FILE}: {e}; is this a cache?"))
+            Error::cache(
+                dir,
+                format!("cannot read {MANIFEST_FILE}: {e}; is this a cache?"),
+            )
         })?;
         let manifest: Manifest =
             serde_json::from_str(&text).map_err(|source| Error::Json { path, source })?;

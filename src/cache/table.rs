@@ -104,9 +104,10 @@ impl TableSink {
     fn message(&mut self, message: Message) -> Result<()> {
         let sender = self.sender.as_ref().expect("sink used after finish");
         if sender.send(message).is_err() {
-            return Err(self.join().err().unwrap_or_else(|| {
-                Error::cache(&self.path, "writer stopped without an error")
-            }));
+            return Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| Error::cache(&self.path, "writer stopped without an error")));
         }
         Ok(())
     }
@@ -122,9 +123,10 @@ impl TableSink {
         self.message(Message::Commit(reply))?;
         match answer.recv() {
             Ok(result) => result,
-            Err(_) => Err(self.join().err().unwrap_or_else(|| {
-                Error::cache(&self.path, "writer stopped without an error")
-            })),
+            Err(_) => Err(self
+                .join()
+                .err()
+                .unwrap_or_else(|| Error::cache(&self.path, "writer stopped without an error"))),
         }
     }
 
@@ -249,7 +251,11 @@ fn write_lance(path: &Path, schema: SchemaRef, receiver: Receiver<Message>) -> R
             receiver: receiver.clone(),
             end: end.clone(),
         };
-        let mode = if version.is_some() { WriteMode::Append } else { WriteMode::Create };
+        let mode = if version.is_some() {
+            WriteMode::Append
+        } else {
+            WriteMode::Create
+        };
         let params = WriteParams {
             mode,
             ..Default::default()
@@ -274,7 +280,10 @@ fn write_lance(path: &Path, schema: SchemaRef, receiver: Receiver<Message>) -> R
 }
 
 fn latest_version(runtime: &tokio::runtime::Runtime, uri: &str) -> Option<u64> {
-    runtime.block_on(Dataset::open(uri)).ok().map(|d| d.version().version)
+    runtime
+        .block_on(Dataset::open(uri))
+        .ok()
+        .map(|d| d.version().version)
 }
 
 /// Puts the Lance table at `path` back to `version`, dropping later commits (rows
@@ -423,8 +432,11 @@ impl TableReader {
             Inner::Lance { dataset, runtime } => {
                 use lance::dataset::statistics::DatasetStatisticsExt;
                 let stats = runtime.block_on(dataset.calculate_data_stats())?;
-                let by_id: std::collections::HashMap<u32, u64> =
-                    stats.fields.iter().map(|f| (f.id, f.bytes_on_disk)).collect();
+                let by_id: std::collections::HashMap<u32, u64> = stats
+                    .fields
+                    .iter()
+                    .map(|f| (f.id, f.bytes_on_disk))
+                    .collect();
                 Ok(dataset
                     .schema()
                     .fields
@@ -538,8 +550,11 @@ impl TableReader {
         let schema = reader.schema();
         let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
         let selected = arrow_select::concat::concat_batches(&schema, &batches)?;
-        let position: std::collections::HashMap<u64, u64> =
-            sorted.iter().enumerate().map(|(i, row)| (*row, i as u64)).collect();
+        let position: std::collections::HashMap<u64, u64> = sorted
+            .iter()
+            .enumerate()
+            .map(|(i, row)| (*row, i as u64))
+            .collect();
         let order = arrow_array::UInt64Array::from_iter_values(indices.iter().map(|r| position[r]));
         Ok(arrow_select::take::take_record_batch(&selected, &order)?)
     }
@@ -563,9 +578,16 @@ fn row_selection(rows: &[u64]) -> RowSelection {
 }
 
 /// Bytes of a Lance field and its children.
-fn field_bytes(field: &lance::datatypes::Field, by_id: &std::collections::HashMap<u32, u64>) -> u64 {
+fn field_bytes(
+    field: &lance::datatypes::Field,
+    by_id: &std::collections::HashMap<u32, u64>,
+) -> u64 {
     let own = by_id.get(&(field.id as u32)).copied().unwrap_or(0);
-    own + field.children.iter().map(|c| field_bytes(c, by_id)).sum::<u64>()
+    own + field
+        .children
+        .iter()
+        .map(|c| field_bytes(c, by_id))
+        .sum::<u64>()
 }
 
 fn column_indices(schema: &SchemaRef, columns: &[&str]) -> Vec<usize> {
@@ -610,7 +632,11 @@ mod tests {
             assert_eq!(reader.num_rows(), 50);
             let rows = [49, 0, 13, 14, 15, 2, 13];
             let batch = reader.take(&rows, &["x"]).unwrap();
-            let got = batch.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+            let got = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .unwrap();
             assert_eq!(got.values().to_vec(), rows.to_vec(), "{format:?}");
             let err = reader.take(&[50], &["x"]).err().unwrap().to_string();
             assert!(err.contains("row 50 is out of range (50 rows)"), "{err}");
@@ -623,8 +649,11 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)]));
         let path = dir.path().join("groups.lance");
         let batch = |a: u64, b: u64| {
-            RecordBatch::try_new(schema.clone(), vec![Arc::new(UInt64Array::from_iter_values(a..b))])
-                .unwrap()
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(UInt64Array::from_iter_values(a..b))],
+            )
+            .unwrap()
         };
         let mut sink = TableSink::create(&path, CacheFormat::Lance, schema.clone()).unwrap();
         sink.send(batch(0, 5)).unwrap();
@@ -645,7 +674,11 @@ mod tests {
         let reader = TableReader::open(&path, CacheFormat::Lance).unwrap();
         let all: Vec<u64> = (0..reader.num_rows() as u64).collect();
         let got = reader.take(&all, &["x"]).unwrap();
-        let got = got.column(0).as_any().downcast_ref::<UInt64Array>().unwrap();
+        let got = got
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .unwrap();
         assert_eq!(got.values().to_vec(), (0..7).collect::<Vec<u64>>());
     }
 
@@ -656,7 +689,8 @@ mod tests {
         let path = dir.path().join("aborted.lance");
         let mut sink = TableSink::create(&path, CacheFormat::Lance, schema.clone()).unwrap();
         let values = UInt64Array::from_iter_values(0..3);
-        sink.send(RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap()).unwrap();
+        sink.send(RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap())
+            .unwrap();
         drop(sink);
         assert!(TableReader::open(&path, CacheFormat::Lance).is_err());
     }

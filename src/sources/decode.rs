@@ -44,11 +44,14 @@ pub fn decode_rgb_bytes(bytes: &[u8]) -> Result<RgbImage, String> {
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(MAX_DECODE_ALLOC);
     reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(|e| format!("cannot decode: {e}"))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| format!("cannot decode: {e}"))?;
     let orientation = decoder
         .orientation()
         .map_err(|e| format!("cannot read the orientation: {e}"))?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    let mut image =
+        DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
     image.apply_orientation(orientation);
     Ok(match image {
         DynamicImage::ImageRgb8(rgb) => rgb,
@@ -69,7 +72,9 @@ mod tests {
     #[test]
     fn empty_and_garbage_bytes_fail_with_a_reason() {
         assert_eq!(decode_rgb_bytes(b"").unwrap_err(), "empty file (0 bytes)");
-        assert!(decode_rgb_bytes(b"this is not an image").unwrap_err().starts_with("cannot"));
+        assert!(decode_rgb_bytes(b"this is not an image")
+            .unwrap_err()
+            .starts_with("cannot"));
     }
 
     #[test]
@@ -79,13 +84,23 @@ mod tests {
         assert_eq!(rgb.get_pixel(2, 1).0, [77, 77, 77]);
 
         let rgba = image::RgbaImage::from_pixel(2, 2, image::Rgba([10, 20, 30, 0]));
-        let rgb = decode_rgb_bytes(&encode(DynamicImage::ImageRgba8(rgba), image::ImageFormat::Png))
-            .unwrap();
+        let rgb = decode_rgb_bytes(&encode(
+            DynamicImage::ImageRgba8(rgba),
+            image::ImageFormat::Png,
+        ))
+        .unwrap();
         assert_eq!(rgb.get_pixel(0, 0).0, [10, 20, 30]);
 
-        let deep = image::ImageBuffer::<image::Rgb<u16>, _>::from_pixel(2, 2, image::Rgb([65535, 0, 32896]));
-        let rgb = decode_rgb_bytes(&encode(DynamicImage::ImageRgb16(deep), image::ImageFormat::Png))
-            .unwrap();
+        let deep = image::ImageBuffer::<image::Rgb<u16>, _>::from_pixel(
+            2,
+            2,
+            image::Rgb([65535, 0, 32896]),
+        );
+        let rgb = decode_rgb_bytes(&encode(
+            DynamicImage::ImageRgb16(deep),
+            image::ImageFormat::Png,
+        ))
+        .unwrap();
         assert_eq!(rgb.get_pixel(1, 1).0, [255, 0, 128]);
     }
 

@@ -17,7 +17,12 @@ pub fn read(path: &Path) -> Result<Vec<ImageRecord>> {
     let rows = match path.extension().and_then(|e| e.to_str()) {
         Some("csv") => read_csv(path)?,
         Some("parquet") => read_parquet(path)?,
-        _ => return Err(source_error(path, "a file list must be a .csv or .parquet file")),
+        _ => {
+            return Err(source_error(
+                path,
+                "a file list must be a .csv or .parquet file",
+            ))
+        }
     };
     Ok(rows
         .into_iter()
@@ -42,7 +47,10 @@ type Row = (String, Option<String>, Option<u64>);
 fn read_csv(path: &Path) -> Result<Vec<Row>> {
     let fail = |m: String| source_error(path, m);
     let mut reader = csv::Reader::from_path(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    let headers = reader.headers().map_err(|e| fail(format!("bad header: {e}")))?.clone();
+    let headers = reader
+        .headers()
+        .map_err(|e| fail(format!("bad header: {e}")))?
+        .clone();
     let column = |name: &str| headers.iter().position(|h| h == name);
     let path_col = column("path").ok_or_else(|| fail("has no `path` column".into()))?;
     let (label_col, id_col) = (column("label"), column("id"));
@@ -55,7 +63,10 @@ fn read_csv(path: &Path) -> Result<Vec<Row>> {
             .to_string();
         let id = match field(id_col) {
             Some(v) => Some(v.parse::<u64>().map_err(|e| {
-                fail(format!("line {}: id {v:?} is not an unsigned integer: {e}", i + 2))
+                fail(format!(
+                    "line {}: id {v:?} is not an unsigned integer: {e}",
+                    i + 2
+                ))
             })?),
             None => None,
         };
@@ -72,7 +83,8 @@ fn read_parquet(path: &Path) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| fail(e.to_string()))?;
-        let paths = string_column(&batch, "path").ok_or_else(|| fail("has no string `path` column".into()))?;
+        let paths = string_column(&batch, "path")
+            .ok_or_else(|| fail("has no string `path` column".into()))?;
         let labels = label_column(&batch, "label");
         let ids = id_column(&batch, "id").map_err(fail)?;
         for i in 0..batch.num_rows() {
@@ -85,7 +97,11 @@ fn read_parquet(path: &Path) -> Result<Vec<Row>> {
 
 fn string_column(batch: &RecordBatch, name: &str) -> Option<Vec<String>> {
     let array = arrow_cast_utf8(batch.column_by_name(name)?)?;
-    Some((0..array.len()).map(|i| array.value(i).to_string()).collect())
+    Some(
+        (0..array.len())
+            .map(|i| array.value(i).to_string())
+            .collect(),
+    )
 }
 
 /// Labels as strings, whatever their integer or string type.
@@ -108,16 +124,34 @@ fn arrow_schema_value(column: &dyn Array, i: usize) -> Option<String> {
         DataType::Utf8 => Some(column.as_string::<i32>().value(i).to_string()),
         DataType::LargeUtf8 => Some(column.as_string::<i64>().value(i).to_string()),
         DataType::Int64 => Some(column.as_primitive::<Int64Type>().value(i).to_string()),
-        DataType::Int32 => Some(column.as_primitive::<arrow_array::types::Int32Type>().value(i).to_string()),
+        DataType::Int32 => Some(
+            column
+                .as_primitive::<arrow_array::types::Int32Type>()
+                .value(i)
+                .to_string(),
+        ),
         DataType::UInt64 => Some(column.as_primitive::<UInt64Type>().value(i).to_string()),
-        DataType::UInt32 => Some(column.as_primitive::<arrow_array::types::UInt32Type>().value(i).to_string()),
-        DataType::Int16 => Some(column.as_primitive::<arrow_array::types::Int16Type>().value(i).to_string()),
+        DataType::UInt32 => Some(
+            column
+                .as_primitive::<arrow_array::types::UInt32Type>()
+                .value(i)
+                .to_string(),
+        ),
+        DataType::Int16 => Some(
+            column
+                .as_primitive::<arrow_array::types::Int16Type>()
+                .value(i)
+                .to_string(),
+        ),
         _ => None,
     }
 }
 
 /// Ids as u64 from an unsigned or non-negative signed integer column.
-pub(crate) fn id_column(batch: &RecordBatch, name: &str) -> std::result::Result<Option<Vec<Option<u64>>>, String> {
+pub(crate) fn id_column(
+    batch: &RecordBatch,
+    name: &str,
+) -> std::result::Result<Option<Vec<Option<u64>>>, String> {
     let Some(column) = batch.column_by_name(name) else {
         return Ok(None);
     };
@@ -126,9 +160,16 @@ pub(crate) fn id_column(batch: &RecordBatch, name: &str) -> std::result::Result<
         DataType::Int64 => column
             .as_primitive::<Int64Type>()
             .iter()
-            .map(|v| v.map(|v| u64::try_from(v).map_err(|_| format!("id {v} is negative"))).transpose())
+            .map(|v| {
+                v.map(|v| u64::try_from(v).map_err(|_| format!("id {v} is negative")))
+                    .transpose()
+            })
             .collect::<std::result::Result<_, _>>()?,
-        other => return Err(format!("column `{name}` has type {other}, expected an integer")),
+        other => {
+            return Err(format!(
+                "column `{name}` has type {other}, expected an integer"
+            ))
+        }
     };
     Ok(Some(values))
 }

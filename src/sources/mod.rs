@@ -99,7 +99,10 @@ impl Source {
         if let Some(dup) = records.iter().find(|r| !ids.insert(r.id)) {
             return Err(source_error(
                 &root,
-                format!("two samples share the id {} (the second is {:?})", dup.id, dup.key),
+                format!(
+                    "two samples share the id {} (the second is {:?})",
+                    dup.id, dup.key
+                ),
             ));
         }
         Ok(Source {
@@ -227,9 +230,16 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            vec![("a.webp", None), ("b.png", None), ("cat/a.JPG", Some("cat"))]
+            vec![
+                ("a.webp", None),
+                ("b.png", None),
+                ("cat/a.JPG", Some("cat"))
+            ]
         );
-        assert_eq!(source.records()[0].id, stable_id(SourceKind::Folder, "a.webp"));
+        assert_eq!(
+            source.records()[0].id,
+            stable_id(SourceKind::Folder, "a.webp")
+        );
         assert_eq!(source.read(&source.records()[..1]), vec![Ok(b"x".to_vec())]);
     }
 

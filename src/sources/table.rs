@@ -39,7 +39,9 @@ impl ImageTable {
             Err(e) => return vec![Err(format!("cannot read rows: {e}")); records.len()],
         };
         let column = batch.column(0);
-        (0..batch.num_rows()).map(|i| image_bytes(column, i)).collect()
+        (0..batch.num_rows())
+            .map(|i| image_bytes(column, i))
+            .collect()
     }
 }
 
@@ -54,10 +56,17 @@ fn format_of(path: &Path) -> Option<CacheFormat> {
 /// Opens the table and lists its rows as records, in row order.
 pub fn open(config: &SourceConfig) -> Result<(Vec<ImageRecord>, ImageTable)> {
     let path = &config.path;
-    let format = format_of(path)
-        .ok_or_else(|| source_error(path, "an image table must be a .parquet file or a .lance dataset"))?;
+    let format = format_of(path).ok_or_else(|| {
+        source_error(
+            path,
+            "an image table must be a .parquet file or a .lance dataset",
+        )
+    })?;
     let reader = TableReader::open(path, format)?;
-    let column = config.column.clone().unwrap_or_else(|| DEFAULT_IMAGE_COLUMN.into());
+    let column = config
+        .column
+        .clone()
+        .unwrap_or_else(|| DEFAULT_IMAGE_COLUMN.into());
     let field = reader
         .schema()
         .field_with_name(&column)
@@ -83,9 +92,17 @@ pub fn open(config: &SourceConfig) -> Result<(Vec<ImageRecord>, ImageTable)> {
     Ok((records, ImageTable { reader, column }))
 }
 
-fn list_rows(reader: &TableReader, path: &Path, label: Option<&str>, id: Option<&str>) -> Result<Vec<ImageRecord>> {
+fn list_rows(
+    reader: &TableReader,
+    path: &Path,
+    label: Option<&str>,
+    id: Option<&str>,
+) -> Result<Vec<ImageRecord>> {
     let mut columns: Vec<&str> = label.into_iter().chain(id).collect();
-    let table_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let table_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut records = Vec::with_capacity(reader.num_rows());
     if columns.is_empty() {
         for row in 0..reader.num_rows() as u64 {
@@ -124,9 +141,11 @@ fn row_record(table: &str, row: u64, label: Option<String>, id: Option<u64>) -> 
 fn is_image_type(t: &DataType) -> bool {
     match t {
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => true,
-        DataType::Struct(fields) => fields
-            .iter()
-            .any(|f| f.name() == "bytes" && is_image_type(f.data_type()) && !matches!(f.data_type(), DataType::Struct(_))),
+        DataType::Struct(fields) => fields.iter().any(|f| {
+            f.name() == "bytes"
+                && is_image_type(f.data_type())
+                && !matches!(f.data_type(), DataType::Struct(_))
+        }),
         _ => false,
     }
 }
@@ -149,4 +168,3 @@ fn image_bytes(column: &ArrayRef, i: usize) -> std::result::Result<Vec<u8>, Stri
         other => Err(format!("image column has type {other}")),
     }
 }
-

@@ -23,11 +23,17 @@ impl Shards {
             return Err("not a tar member".into());
         };
         let path = &self.paths[shard];
-        let mut file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        file.seek(SeekFrom::Start(offset)).map_err(|e| format!("cannot seek: {e}"))?;
+        let mut file =
+            File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| format!("cannot seek: {e}"))?;
         let mut bytes = vec![0; len as usize];
-        file.read_exact(&mut bytes)
-            .map_err(|e| format!("cannot read {len} bytes at {offset} of {}: {e}", path.display()))?;
+        file.read_exact(&mut bytes).map_err(|e| {
+            format!(
+                "cannot read {len} bytes at {offset} of {}: {e}",
+                path.display()
+            )
+        })?;
         Ok(bytes)
     }
 }
@@ -47,7 +53,10 @@ fn shard_paths(path: &Path) -> Result<Vec<PathBuf>> {
         return Ok(vec![path.to_path_buf()]);
     }
     if !path.is_dir() {
-        return Err(source_error(path, "is neither a .tar shard nor a directory of shards"));
+        return Err(source_error(
+            path,
+            "is neither a .tar shard nor a directory of shards",
+        ));
     }
     let mut paths: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| Error::io(path, e))?
@@ -69,19 +78,29 @@ fn list_shard(index: usize, path: &Path) -> Result<Vec<ImageRecord>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut archive = tar::Archive::new(file);
     let mut samples: BTreeMap<String, Sample> = BTreeMap::new();
-    let entries = archive.entries_with_seek().map_err(|e| fail(format!("not a tar file: {e}")))?;
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| fail(format!("not a tar file: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| fail(format!("bad tar entry: {e}")))?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let name = entry.path().map_err(|e| fail(e.to_string()))?.to_string_lossy().into_owned();
-        let Some((key, ext)) = split_key(&name) else { continue };
+        let name = entry
+            .path()
+            .map_err(|e| fail(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let Some((key, ext)) = split_key(&name) else {
+            continue;
+        };
         let sample = samples.entry(key.to_string()).or_default();
         match ext.to_ascii_lowercase().as_str() {
             "cls" | "json" => {
                 let mut text = String::new();
-                entry.read_to_string(&mut text).map_err(|e| fail(format!("{name}: {e}")))?;
+                entry
+                    .read_to_string(&mut text)
+                    .map_err(|e| fail(format!("{name}: {e}")))?;
                 sample.label = label_of(ext, &text);
             }
             _ if has_image_extension(&name) && sample.image.is_none() => {
@@ -90,7 +109,10 @@ fn list_shard(index: usize, path: &Path) -> Result<Vec<ImageRecord>> {
             _ => {}
         }
     }
-    let shard_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let shard_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     Ok(samples
         .into_iter()
         .filter_map(|(key, sample)| {
@@ -100,7 +122,11 @@ fn list_shard(index: usize, path: &Path) -> Result<Vec<ImageRecord>> {
                 id: stable_id(SourceKind::Webdataset, &key),
                 key,
                 label: sample.label,
-                locator: Locator::TarMember { shard: index, offset, len },
+                locator: Locator::TarMember {
+                    shard: index,
+                    offset,
+                    len,
+                },
             })
         })
         .collect())
@@ -147,19 +173,32 @@ mod tests {
         add(&mut builder, "a/0001.jpg", b"jpeg-bytes-1");
         add(&mut builder, "a/0001.cls", b"3\n");
         add(&mut builder, "a/0002.png", b"png-bytes-2");
-        add(&mut builder, "a/0002.json", br#"{"label": "dog", "width": 4}"#);
+        add(
+            &mut builder,
+            "a/0002.json",
+            br#"{"label": "dog", "width": 4}"#,
+        );
         add(&mut builder, "a/0003.txt", b"caption without an image");
         builder.finish().unwrap();
         drop(builder);
 
         let (records, shards) = list(dir.path()).unwrap();
-        let keys: Vec<_> = records.iter().map(|r| (r.key.as_str(), r.label.as_deref())).collect();
+        let keys: Vec<_> = records
+            .iter()
+            .map(|r| (r.key.as_str(), r.label.as_deref()))
+            .collect();
         assert_eq!(
             keys,
-            vec![("shard-000.tar/a/0001", Some("3")), ("shard-000.tar/a/0002", Some("dog"))]
+            vec![
+                ("shard-000.tar/a/0001", Some("3")),
+                ("shard-000.tar/a/0002", Some("dog"))
+            ]
         );
         assert_eq!(shards.read(&records[1]).unwrap(), b"png-bytes-2");
-        assert_eq!(records[0].id, stable_id(SourceKind::Webdataset, "shard-000.tar/a/0001"));
+        assert_eq!(
+            records[0].id,
+            stable_id(SourceKind::Webdataset, "shard-000.tar/a/0001")
+        );
     }
 
     #[test]

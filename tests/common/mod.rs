@@ -34,7 +34,10 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 /// Runs a command that must fail and returns its stderr.
 pub fn run_err(cmd: &mut Command) -> String {
     let out = cmd.output().expect("command starts");
-    assert!(!out.status.success(), "{cmd:?} succeeded but should have failed");
+    assert!(
+        !out.status.success(),
+        "{cmd:?} succeeded but should have failed"
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -65,18 +68,52 @@ pub struct Fixture {
 pub const TEACHERS: [(&str, &[&str]); 3] = [
     (
         "clip",
-        &["--model", "vit_base_patch16_clip_224.openai", "--img-size", "64", "--depth", "2",
-          "--width", "64", "--heads", "2", "--summary-dim", "32"],
+        &[
+            "--model",
+            "vit_base_patch16_clip_224.openai",
+            "--img-size",
+            "64",
+            "--depth",
+            "2",
+            "--width",
+            "64",
+            "--heads",
+            "2",
+            "--summary-dim",
+            "32",
+        ],
     ),
     (
         "dinov2",
-        &["--model", "vit_small_patch14_dinov2.lvd142m", "--img-size", "70", "--depth", "2",
-          "--width", "64", "--heads", "2"],
+        &[
+            "--model",
+            "vit_small_patch14_dinov2.lvd142m",
+            "--img-size",
+            "70",
+            "--depth",
+            "2",
+            "--width",
+            "64",
+            "--heads",
+            "2",
+        ],
     ),
     (
         "sam",
-        &["--model", "samvit_base_patch16.sa1b", "--img-size", "64", "--depth", "2",
-          "--width", "64", "--heads", "2", "--window-size", "2"],
+        &[
+            "--model",
+            "samvit_base_patch16.sa1b",
+            "--img-size",
+            "64",
+            "--depth",
+            "2",
+            "--width",
+            "64",
+            "--heads",
+            "2",
+            "--window-size",
+            "2",
+        ],
     ),
 ];
 
@@ -92,7 +129,11 @@ fn make_fixture() -> Fixture {
         .unwrap()
         .keep();
     let photos = root.join("photos");
-    run_ok(Command::new(python()).arg(repo().join("pipelines/demo_images.py")).arg(&photos));
+    run_ok(
+        Command::new(python())
+            .arg(repo().join("pipelines/demo_images.py"))
+            .arg(&photos),
+    );
     let mut good_images: Vec<String> = std::fs::read_dir(&photos)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -142,7 +183,13 @@ pub fn write_pipeline(dir: &Path, views: usize, seed: u64, extra: &str) -> PathB
 
 /// Runs `extract` in `dir` with the given extra flags and returns its stdout.
 pub fn extract(dir: &Path, pipeline: &Path, flags: &[&str]) -> String {
-    let out = run_ok(distillery(dir).arg("extract").arg("--pipeline").arg(pipeline).args(flags));
+    let out = run_ok(
+        distillery(dir)
+            .arg("extract")
+            .arg("--pipeline")
+            .arg(pipeline)
+            .args(flags),
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
