@@ -75,6 +75,10 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// A feature column that cannot be decoded as its schema says.
+    #[error("teacher {teacher}: {message}")]
+    Feature { teacher: String, message: String },
+
     /// A training run that cannot proceed.
     #[error("train: {0}")]
     Train(String),

@@ -65,7 +65,7 @@ pub fn measure(dir: &Path, scratch: &Path) -> Result<Vec<CodecMeasure>> {
             kinds.insert(0, (tc::SUMMARY, enc.summary, shape.summary_dim, 1));
         }
         for (column, stored, values, tokens) in kinds {
-            let reference = read_feature(&reader, column, stored, values, tokens)?;
+            let reference = read_feature(&entry.name, &reader, column, stored, values, tokens)?;
             let kind = if column == tc::SUMMARY {
                 "summary"
             } else {
@@ -113,6 +113,7 @@ fn remove(path: &Path) {
 }
 
 fn read_feature(
+    teacher: &str,
     reader: &TableReader,
     column: &str,
     encoding: Encoding,
@@ -123,7 +124,14 @@ fn read_feature(
     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
     let mut out = Vec::with_capacity(reader.num_rows() * values);
     for batch in reader.scan(&names, BATCH)? {
-        out.extend(codec::decode(&batch?, column, encoding, values, tokens).map_err(Error::Train)?);
+        out.extend(
+            codec::decode(&batch?, column, encoding, values, tokens).map_err(|message| {
+                Error::Feature {
+                    teacher: teacher.to_string(),
+                    message,
+                }
+            })?,
+        );
     }
     Ok(out)
 }
@@ -147,7 +155,7 @@ fn measure_one(
 
     let started = Instant::now();
     let reader = TableReader::open(table, format)?;
-    let decoded = read_feature(&reader, "x", encoding, values, tokens)?;
+    let decoded = read_feature("(measured copy)", &reader, "x", encoding, values, tokens)?;
     let seconds = started.elapsed().as_secs_f64();
 
     let dim = values / tokens;

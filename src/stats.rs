@@ -156,8 +156,13 @@ fn teacher_stats(
     for batch in reader.scan(&names, SCAN_BATCH)? {
         let batch = batch?;
         for (column, encoding, values, tokens, stats) in kinds.iter_mut() {
-            let data = codec::decode(&batch, column, *encoding, *values, *tokens)
-                .map_err(|m| Error::Train(format!("teacher {name}: {m}")))?;
+            let data =
+                codec::decode(&batch, column, *encoding, *values, *tokens).map_err(|message| {
+                    Error::Feature {
+                        teacher: name.to_string(),
+                        message,
+                    }
+                })?;
             stats.push_vectors(&data);
         }
         progress.advance(batch.num_rows() as u64, 0);

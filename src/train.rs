@@ -419,8 +419,12 @@ fn targets(
     let rows = table.reader.take(batch, &names)?;
     let b = batch.len() as i64;
     let decode = |column: &str, encoding, values: usize, tokens: usize| -> Result<Tensor> {
-        let data = codec::decode(&rows, column, encoding, values, tokens)
-            .map_err(|m| Error::Train(format!("teacher {}: {m}", table.name)))?;
+        let data = codec::decode(&rows, column, encoding, values, tokens).map_err(|message| {
+            Error::Feature {
+                teacher: table.name.clone(),
+                message,
+            }
+        })?;
         Ok(Tensor::from_slice(&data).to_device(device))
     };
     let patches = decode(

@@ -640,6 +640,33 @@ fn bad_inputs_fail_before_any_work_with_a_clear_error() {
     );
     assert!(!dir.join("cache").exists() && !dir.join("cache.partial").exists());
 
+    // A device this build cannot see.
+    if tch::Cuda::device_count() == 0 {
+        let err = run_err(distillery(&dir).args([
+            "extract",
+            "--pipeline",
+            "pipeline.toml",
+            "--device",
+            "cuda",
+        ]));
+        assert!(
+            err.contains("device cuda asked for, but libtorch sees 0 CUDA device(s)"),
+            "{err}"
+        );
+    }
+    let err = run_err(distillery(&dir).args([
+        "extract",
+        "--pipeline",
+        "pipeline.toml",
+        "--device",
+        "tpu",
+    ]));
+    assert!(
+        err.contains("device \"tpu\" is not cpu, cuda or cuda:N"),
+        "{err}"
+    );
+    assert!(!dir.join("cache").exists());
+
     // An existing cache is neither replaced nor touched without --overwrite.
     extract(&dir, &pipeline, &[]);
     let before = std::fs::read(dir.join("cache/manifest.json")).unwrap();
