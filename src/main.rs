@@ -112,7 +112,8 @@ struct ExtractArgs {
     /// Pipeline TOML file; the flags below override its values.
     #[arg(long)]
     pipeline: PathBuf,
-    /// Image folder (overrides source.path).
+    /// Source path: image folder, file list, tar shard(s) or image table, as
+    /// source.kind says (overrides source.path).
     #[arg(long)]
     source: Option<PathBuf>,
     /// Cache directory to create (overrides extract.output).
@@ -367,8 +368,8 @@ fn train_config(cache: Option<&Path>, pipeline: Option<&Path>) -> Result<(PathBu
 
 fn print_train(r: &train::TrainReport) {
     println!(
-        "train: {} steps over {} rows in {:.1}s, no teacher run",
-        r.steps, r.rows, r.seconds
+        "train: {} steps ({} epochs) over {} rows in {:.1}s, no teacher run",
+        r.steps, r.epochs, r.rows, r.seconds
     );
     println!("  {:<22} {:>10} {:>10}", "loss", "first", "last");
     println!(
@@ -456,17 +457,34 @@ fn run_inspect(args: InspectArgs) -> Result<()> {
             reader.num_rows(),
             HumanBytes(entry.bytes)
         );
-        for (column, bytes) in reader.column_bytes()? {
+        let columns = reader.column_bytes()?;
+        let in_columns: u64 = columns.iter().map(|(_, b)| b).sum();
+        for (column, bytes) in columns {
             let raw = raw_f16_bytes(&column, s, reader.num_rows());
             match raw {
-                Some(raw) => println!(
-                    "    {column:<14} {:>12}  float16 + zstd requested, {:.3} of raw float16",
-                    HumanBytes(bytes),
-                    bytes as f64 / raw.max(1) as f64
-                ),
+                Some(raw) => {
+                    let e = if column == "summary" {
+                        entry.summary_encoding
+                    } else {
+                        entry.patch_encoding
+                    };
+                    println!(
+                        "    {column:<14} {:>12}  {} {}, {:.3} of raw float16",
+                        HumanBytes(bytes),
+                        e.codec.name(),
+                        e.compression.name(),
+                        bytes as f64 / raw.max(1) as f64
+                    )
+                }
                 None => println!("    {column:<14} {:>12}", HumanBytes(bytes)),
             }
         }
+        let rest = entry.bytes.saturating_sub(in_columns);
+        println!(
+            "    {:<14} {:>12}  file footers, Lance manifests",
+            "(metadata)",
+            HumanBytes(rest)
+        );
     }
     Ok(())
 }

@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 pub struct Sidecar {
     /// Contract version, `distillery-teacher/1`.
     pub format: String,
+    /// Teacher name given at export.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Family: `clip`, `dinov2` or `sam`.
     pub family: String,
     pub timm_model: String,
@@ -37,6 +40,9 @@ pub struct Sidecar {
     /// Size overrides used for a random-init export.
     #[serde(default)]
     pub overrides: serde_json::Value,
+    /// Seed of a random-init export (null for pretrained weights).
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
 
 /// The sidecar contract version this code reads.

@@ -83,6 +83,13 @@ impl Teacher {
     ///
     /// [`Error::Teacher`] naming the file when either does not load.
     pub fn load(name: &str, path: &Path, device: Device, kind: Kind) -> Result<Teacher> {
+        if !path.is_file() {
+            return Err(Error::Teacher {
+                teacher: name.to_string(),
+                path: path.to_path_buf(),
+                message: "the TorchScript file does not exist".into(),
+            });
+        }
         let sidecar = Sidecar::load(name, path)?;
         let mut module = CModule::load_on_device(path, device).map_err(|e| Error::Teacher {
             teacher: name.to_string(),

@@ -108,6 +108,7 @@ pub struct StepLog {
 pub struct TrainReport {
     pub output: PathBuf,
     pub steps: usize,
+    pub epochs: usize,
     pub rows: usize,
     pub first: StepLog,
     pub last: StepLog,
@@ -211,6 +212,7 @@ pub fn run(cache_dir: &Path, config: &TrainConfig, progress: &dyn Progress) -> R
     Ok(TrainReport {
         output: config.output.clone(),
         steps: step,
+        epochs: config.epochs,
         rows: rows.len(),
         first: first.expect("at least one step"),
         last: last.expect("at least one step"),

@@ -617,6 +617,14 @@ fn bad_inputs_fail_before_any_work_with_a_clear_error() {
         "the C++ backtrace is not for users: {err}"
     );
 
+    // A teacher path with a typo names the file, not its sidecar.
+    std::fs::write(dir.join("typo.toml"), text.replace(&clip, "\"nope.pt\"")).unwrap();
+    let err = run_err(distillery(&dir).args(["extract", "--pipeline", "typo.toml"]));
+    assert!(
+        err.contains("nope.pt): the TorchScript file does not exist"),
+        "{err}"
+    );
+
     // A sidecar that disagrees with the module's outputs.
     std::fs::copy(fixture().teachers.join("dinov2.pt"), dir.join("lying.pt")).unwrap();
     let sidecar = std::fs::read_to_string(fixture().teachers.join("dinov2.pt.json")).unwrap();

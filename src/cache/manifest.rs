@@ -79,6 +79,9 @@ impl Manifest {
     ///
     /// [`Error::Cache`] when `dir` holds no manifest, or one of another format version.
     pub fn load(dir: &Path) -> Result<Manifest> {
+        if !dir.is_dir() {
+            return Err(Error::cache(dir, "does not exist"));
+        }
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| {
             Error::cache(
