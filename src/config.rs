@@ -166,10 +166,24 @@ pub struct ExtractConfig {
     /// Source records between checkpoints (Lance): a killed run resumes from the last one.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: usize,
+    /// `views` (default): K augmented views per image. `full-image`: each teacher runs once
+    /// on the whole image (one row per image, needs views_per_image = 1), and `train`
+    /// crops its patch-token map to every fresh view it draws (ReLabel-style).
+    #[serde(default)]
+    pub patch_mode: PatchMode,
     /// `k/N`: process only the k-th of N deterministic slices of the source, into
     /// `<output>.shards/k-of-N`; `distillery commit` joins the finished shards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+}
+
+/// What the cached rows are: augmented views, or whole images whose maps train crops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PatchMode {
+    #[default]
+    Views,
+    FullImage,
 }
 
 /// One of `count` contiguous slices of a source.
@@ -444,6 +458,13 @@ impl Pipeline {
         }
         if e.batch_size == 0 {
             return Err(Error::Config("extract.batch_size must be positive".into()));
+        }
+        if e.patch_mode == PatchMode::FullImage && e.views_per_image != 1 {
+            return Err(Error::Config(format!(
+                "extract.patch_mode = \"full-image\" stores one row per image; \
+                 views_per_image is {}, set it to 1",
+                e.views_per_image
+            )));
         }
         check_range("extract.crop_scale", e.crop_scale, 0.0, 1.0)?;
         check_range("extract.crop_ratio", e.crop_ratio, 0.0, f64::INFINITY)?;

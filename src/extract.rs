@@ -336,13 +336,14 @@ fn extract_into(
     )
 }
 
-fn sampler_of(pipeline: &Pipeline) -> ViewSampler {
+pub(crate) fn sampler_of(pipeline: &Pipeline) -> ViewSampler {
     let e = &pipeline.extract;
     ViewSampler {
         seed: e.seed,
         scale: e.crop_scale,
         ratio: e.crop_ratio,
         flip_probability: e.flip_probability,
+        full_image: e.patch_mode == crate::config::PatchMode::FullImage,
     }
 }
 

@@ -23,13 +23,14 @@ use tch::{Device, Kind, Tensor};
 use crate::cache::{
     self, codec, teacher_columns as tc, FeatureEncodings, FeatureShape, Manifest, TableReader,
 };
+use crate::config::PatchMode;
 use crate::config::{LossWeights, TrainConfig};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 use crate::sources::{decode_rgb_bytes, ImageRecord, Source};
 use crate::student::{teacher_loss, Student, STUDENT_MEAN, STUDENT_STD};
 use crate::teacher::parse_device;
-use crate::views::{render, CropBox, View};
+use crate::views::{render, CropBox, View, ViewSampler};
 
 /// File name of the checkpoint in the training output.
 pub const CHECKPOINT_FILE: &str = "student.safetensors";
@@ -71,15 +72,15 @@ impl ImageStore {
         })
     }
 
-    fn get(&self, row: u64, id: u64) -> Result<std::sync::Arc<image::RgbImage>> {
+    fn get(&self, id: u64) -> Result<std::sync::Arc<image::RgbImage>> {
         if let Some(image) = self.decoded.lock().expect("image store").1.get(&id) {
             return Ok(image.clone());
         }
         let record = &self.records[&id];
         let bytes = self.source.read(std::slice::from_ref(record)).remove(0);
-        let image = bytes.and_then(|b| decode_rgb_bytes(&b)).map_err(|m| {
-            Error::Train(format!("row {row}: cannot read image {}: {m}", record.key))
-        })?;
+        let image = bytes
+            .and_then(|b| decode_rgb_bytes(&b))
+            .map_err(|m| Error::Train(format!("cannot read image {}: {m}", record.key)))?;
         let image = std::sync::Arc::new(image);
         let mut guard = self.decoded.lock().expect("image store");
         let (used, map) = &mut *guard;
@@ -119,6 +120,8 @@ pub struct TrainReport {
 pub(crate) struct RowView {
     pub(crate) image_id: u64,
     pub(crate) view: View,
+    /// For a fresh view of a full-image row: the whole image's width and height.
+    pub(crate) full: Option<(u32, u32)>,
 }
 
 struct TeacherTable {
@@ -158,6 +161,13 @@ pub fn run(cache_dir: &Path, config: &TrainConfig, progress: &dyn Progress) -> R
     }
     .build(&vs, config.lr)?;
 
+    // Full-image caches: every step draws fresh views and crops the stored maps to them.
+    let fresh = (manifest.pipeline.extract.patch_mode == PatchMode::FullImage).then(|| {
+        let mut sampler = crate::extract::sampler_of(&manifest.pipeline);
+        sampler.full_image = false;
+        sampler.seed ^= config.seed.rotate_left(17);
+        sampler
+    });
     let steps_per_epoch = rows.len().div_ceil(config.batch_size);
     let total = steps_per_epoch * config.epochs;
     let log_path = config.output.join(LOG_FILE);
@@ -175,15 +185,12 @@ pub fn run(cache_dir: &Path, config: &TrainConfig, progress: &dyn Progress) -> R
             let lr = learning_rate(config, step, total);
             opt.set_lr(lr);
             let t0 = Instant::now();
-            let inputs = student_inputs(&images, &rows, batch, &config.student)?;
+            let views = step_views(&fresh, &rows, batch, step as u64);
+            let inputs = student_inputs(&images, &views, &config.student)?;
             let t1 = Instant::now();
-            let record = train_step(
-                &student,
-                &mut opt,
-                &tables,
-                batch,
-                &inputs.to_device(device),
-            )?;
+            let inputs = inputs.to_device(device);
+            let crops = fresh.is_some().then_some(views.as_slice());
+            let record = train_step(&student, &mut opt, &tables, batch, crops, &inputs)?;
             tracing::debug!(
                 step,
                 rows = batch.len(),
@@ -311,6 +318,7 @@ pub(crate) fn read_views(reader: &TableReader) -> Result<Vec<RowView>> {
                     },
                     flip: flips.value(i),
                 },
+                full: None,
             });
         }
     }
@@ -335,34 +343,58 @@ fn check_alignment(tables: &[TeacherTable], rows: &[RowView]) -> Result<()> {
     Ok(())
 }
 
-/// Rebuilds the student's input for `batch` rows: normalised `[B, 3, S, S]`.
-fn student_inputs(
-    images: &ImageStore,
+/// The view each row of `batch` is trained on: the stored one, or, for a full-image
+/// cache, a fresh one drawn for this step (the stored crop is then the whole image).
+fn step_views(
+    fresh: &Option<ViewSampler>,
     rows: &[RowView],
     batch: &[u64],
+    step: u64,
+) -> Vec<RowView> {
+    batch
+        .iter()
+        .map(|&row| {
+            let r = &rows[row as usize];
+            let view = match fresh {
+                None => r.view,
+                Some(sampler) => {
+                    let (w, h) = (r.view.crop.width, r.view.crop.height);
+                    let key = r.image_id ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    sampler.sample(key, w, h, 1)[0]
+                }
+            };
+            let full = fresh
+                .as_ref()
+                .map(|_| (r.view.crop.width, r.view.crop.height));
+            RowView {
+                image_id: r.image_id,
+                view,
+                full,
+            }
+        })
+        .collect()
+}
+
+/// Rebuilds the student's input for the given views: normalised `[B, 3, S, S]`.
+fn student_inputs(
+    images: &ImageStore,
+    views: &[RowView],
     student: &crate::config::StudentConfig,
 ) -> Result<Tensor> {
     let size = student.image_size as u32;
-    let rendered: Vec<Vec<u8>> = batch
+    let rendered: Vec<Vec<u8>> = views
         .par_iter()
-        .map(|&row| {
-            let r = &rows[row as usize];
-            let image = images.get(row, r.image_id)?;
-            Ok(render(
-                &image,
-                &r.view,
-                size,
-                size,
-                crate::views::filter_for("bicubic"),
-            )
-            .into_raw())
+        .map(|r| {
+            let image = images.get(r.image_id)?;
+            let filter = crate::views::filter_for("bicubic");
+            Ok(render(&image, &r.view, size, size, filter).into_raw())
         })
         .collect::<Result<_>>()?;
     let bytes: Vec<u8> = rendered.concat();
     let s = size as i64;
     // [B, S, S, 3] uint8 -> [B, 3, S, S] normalised float
     let x = Tensor::from_slice(&bytes)
-        .view([batch.len() as i64, s, s, 3])
+        .view([views.len() as i64, s, s, 3])
         .permute([0, 3, 1, 2])
         .to_kind(Kind::Float)
         / 255.0;
@@ -378,6 +410,7 @@ fn train_step(
     opt: &mut nn::Optimizer,
     tables: &[TeacherTable],
     batch: &[u64],
+    crops: Option<&[RowView]>,
     inputs: &Tensor,
 ) -> Result<StepRecord> {
     let device = inputs.device();
@@ -387,6 +420,10 @@ fn train_step(
     for (table, prediction) in tables.iter().zip(&predictions) {
         let t0 = Instant::now();
         let (summary, patches) = targets(table, batch, device)?;
+        let patches = match crops {
+            Some(views) => crop_maps(&patches, table.shape, views),
+            None => patches,
+        };
         tracing::trace!(
             teacher = table.name,
             ms = t0.elapsed().as_millis() as u64,
@@ -444,6 +481,42 @@ fn targets(
     Ok((summary, patches))
 }
 
+/// Crops whole-image patch-token maps `[B, T, D]` to each row's view, bilinearly, back
+/// onto the teacher's grid. Token (i, j) of a full-image map covers image pixels
+/// `[j W / gw, (j + 1) W / gw) x [i H / gh, (i + 1) H / gh)`; each output token samples
+/// the map at the centre of its cell of the view (flipped views read mirrored columns).
+pub(crate) fn crop_maps(maps: &Tensor, shape: FeatureShape, views: &[RowView]) -> Tensor {
+    let (gh, gw) = (shape.grid_h, shape.grid_w);
+    let b = views.len() as i64;
+    let d = shape.patch_dim as i64;
+    let mut grid = Vec::with_capacity(views.len() * gh * gw * 2);
+    for r in views {
+        let c = r.view.crop;
+        // The map covers the whole image; a stored view of a full-image row is that image.
+        let (w, h) = r.full.unwrap_or((c.x + c.width, c.y + c.height));
+        let (w, h) = (f64::from(w.max(1)), f64::from(h.max(1)));
+        for i in 0..gh {
+            for j in 0..gw {
+                let col = if r.view.flip { gw - 1 - j } else { j };
+                let x = f64::from(c.x) + (col as f64 + 0.5) / gw as f64 * f64::from(c.width);
+                let y = f64::from(c.y) + (i as f64 + 0.5) / gh as f64 * f64::from(c.height);
+                grid.push((2.0 * x / w - 1.0) as f32);
+                grid.push((2.0 * y / h - 1.0) as f32);
+            }
+        }
+    }
+    let grid = Tensor::from_slice(&grid)
+        .view([b, gh as i64, gw as i64, 2])
+        .to_device(maps.device());
+    // [B, T, D] -> [B, D, gh, gw]; bilinear, border padding, align_corners = false.
+    let nchw = maps
+        .view([b, gh as i64, gw as i64, d])
+        .permute([0, 3, 1, 2]);
+    let sampled = nchw.grid_sampler_2d(&grid, 0, 1, false);
+    // [B, D, gh, gw] -> [B, T, D]
+    sampled.flatten(2, 3).transpose(1, 2)
+}
+
 /// Writes the student's variables as safetensors, with its configuration and its
 /// teachers' feature shapes in the header metadata.
 fn save_checkpoint(vs: &nn::VarStore, student: &Student, path: &Path) -> Result<()> {
@@ -496,6 +569,67 @@ fn save_checkpoint(vs: &nn::VarStore, student: &Student, path: &Path) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(crop: CropBox, flip: bool, full: (u32, u32)) -> RowView {
+        RowView {
+            image_id: 0,
+            view: View {
+                index: 0,
+                crop,
+                flip,
+            },
+            full: Some(full),
+        }
+    }
+
+    #[test]
+    fn cropping_a_map_to_the_whole_image_returns_it_and_flips_mirror_it() {
+        let shape = FeatureShape {
+            summary_dim: 0,
+            grid_h: 3,
+            grid_w: 4,
+            patch_dim: 2,
+        };
+        let maps = Tensor::randn([1, 12, 2], (Kind::Float, Device::Cpu));
+        let whole = CropBox {
+            x: 0,
+            y: 0,
+            width: 40,
+            height: 30,
+        };
+        let same = crop_maps(&maps, shape, &[row(whole, false, (40, 30))]);
+        assert!(same.allclose(&maps, 1e-5, 1e-6, false));
+        let mirrored = crop_maps(&maps, shape, &[row(whole, true, (40, 30))]);
+        let expected = maps.view([1, 3, 4, 2]).flip([2]).view([1, 12, 2]);
+        assert!(mirrored.allclose(&expected, 1e-5, 1e-6, false));
+    }
+
+    #[test]
+    fn cropping_a_map_to_one_cell_repeats_that_cell() {
+        let shape = FeatureShape {
+            summary_dim: 0,
+            grid_h: 2,
+            grid_w: 2,
+            patch_dim: 1,
+        };
+        let maps = Tensor::from_slice(&[1f32, 2.0, 3.0, 4.0]).view([1, 4, 1]);
+        // The top-right cell of a 20x20 image, seen through a 2x2 grid: every sample
+        // point lies within a quarter cell of its centre, interpolating towards neighbours.
+        let cell = CropBox {
+            x: 10,
+            y: 0,
+            width: 10,
+            height: 10,
+        };
+        let out = crop_maps(&maps, shape, &[row(cell, false, (20, 20))]);
+        let v: Vec<f32> = Vec::try_from(out.flatten(0, -1)).unwrap();
+        // Sample points at x = 12.5, 17.5 and y = 2.5, 7.5 in pixels, i.e. token coords
+        // 0.75..1.25 around the centre (1.0, 0.0) of the value 2.
+        let expected = [1.75f32, 2.0, 2.25, 2.5];
+        for (a, b) in v.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-5, "{v:?}");
+        }
+    }
 
     #[test]
     fn learning_rate_warms_up_then_decays_to_zero() {

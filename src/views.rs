@@ -40,6 +40,8 @@ pub struct ViewSampler {
     /// Range of the crop aspect ratio, width over height.
     pub ratio: [f64; 2],
     pub flip_probability: f64,
+    /// Every view is the whole image, unflipped (full-image mode).
+    pub full_image: bool,
 }
 
 impl ViewSampler {
@@ -48,6 +50,19 @@ impl ViewSampler {
         (0..count)
             .map(|i| {
                 let index = u16::try_from(i).expect("views_per_image is validated to fit u16");
+                if self.full_image {
+                    let crop = CropBox {
+                        x: 0,
+                        y: 0,
+                        width,
+                        height,
+                    };
+                    return View {
+                        index,
+                        crop,
+                        flip: false,
+                    };
+                }
                 let mut rng = self.rng_for(image_id, index);
                 let crop = self.sample_crop(&mut rng, width, height);
                 let flip = rng.random_bool(self.flip_probability);
@@ -176,6 +191,7 @@ mod tests {
             scale: [0.35, 1.0],
             ratio: [0.75, 4.0 / 3.0],
             flip_probability: 0.5,
+            full_image: false,
         }
     }
 

@@ -501,6 +501,74 @@ fn shards_committed_together_equal_the_cache_of_one_run() {
     ]));
 }
 
+#[test]
+fn full_image_mode_stores_whole_image_maps_and_trains_on_fresh_crops_of_them() {
+    let dir = scratch("full-image");
+    let pipeline = write_pipeline(&dir, 1, 0, "patch_mode = \"full-image\"");
+    let mut text = std::fs::read_to_string(&pipeline).unwrap();
+    text += "\n[train]\noutput = \"student\"\nepochs = 8\nbatch_size = 6\nwarmup_steps = 2\n";
+    std::fs::write(&pipeline, text).unwrap();
+    extract(&dir, &pipeline, &[]);
+    let manifest = Manifest::load(&dir.join("cache")).unwrap();
+    assert_eq!(manifest.rows, fixture().good_images.len());
+    let images = read_all(
+        &dir.join("cache"),
+        &manifest.images_table,
+        CacheFormat::Lance,
+    );
+    let entry = manifest.teacher("dinov2").unwrap();
+    let table = read_all(&dir.join("cache"), &entry.table, CacheFormat::Lance);
+    for row in 0..table.num_rows() {
+        let view = view_of(&table, row);
+        let w = images["width"].as_primitive::<UInt32Type>().value(row);
+        let h = images["height"].as_primitive::<UInt32Type>().value(row);
+        assert_eq!(
+            (view.crop, view.flip),
+            (
+                CropBox {
+                    x: 0,
+                    y: 0,
+                    width: w,
+                    height: h
+                },
+                false
+            )
+        );
+    }
+    // The stored map is the teacher's output on the whole image.
+    let module = CModule::load(&entry.module_path).unwrap();
+    let key = images["path"].as_string::<i32>().value(0);
+    let image = decode_rgb(&fixture().photos.join(key)).unwrap();
+    let s = &entry.sidecar;
+    let pixels = render(
+        &image,
+        &view_of(&table, 0),
+        s.input_size[2] as u32,
+        s.input_size[1] as u32,
+        filter_for(&s.interpolation),
+    );
+    let (_, tokens) = direct_run(&module, &pixels, s.mean, s.std);
+    assert!(worst_relative_error(&f16_rows(&table, tc::PATCH_TOKENS)[0], &tokens) < 2e-3);
+
+    let err = run_err(distillery(&dir).args([
+        "extract",
+        "--pipeline",
+        "pipeline.toml",
+        "--views-per-image",
+        "2",
+        "--output",
+        "x",
+    ]));
+    assert!(err.contains("set it to 1"), "{err}");
+    run_ok(distillery(&dir).args(["train", "--pipeline", "pipeline.toml"]));
+    let log = log_terms(&dir.join("student/train_log.jsonl"));
+    let mean = |steps: &[HashMap<String, f64>]| {
+        steps.iter().map(|s| s["total"]).sum::<f64>() / steps.len() as f64
+    };
+    let (first, last) = (mean(&log[..3]), mean(&log[log.len() - 3..]));
+    assert!(last < first, "total loss went from {first} to {last}");
+}
+
 fn log_terms(path: &Path) -> Vec<HashMap<String, f64>> {
     std::fs::read_to_string(path)
         .unwrap()
