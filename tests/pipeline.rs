@@ -323,7 +323,7 @@ fn extract_killed_at_random_points_resumes_to_exactly_the_uninterrupted_cache() 
         .subsec_nanos();
     let jitter = u64::from(nanos % 100);
     let (mut kills, mut resumable) = (0, 0);
-    for percent in [35, 55, 70, 85] {
+    for percent in [35, 55, 70, 85, 60, 75, 90] {
         let mut child = distillery(&dir)
             .args([
                 "extract",
