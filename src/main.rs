@@ -439,10 +439,17 @@ fn run_inspect(args: InspectArgs) -> Result<()> {
         let reader = cache::TableReader::open(&dir.join(&entry.table), m.table_format)?;
         let s = &entry.sidecar;
         println!(
-            "  teacher {}: {} ({}, {}), input {}x{}, summary {}, patch tokens {}x{} on a {}x{} grid",
+            concat!(
+                "  teacher {}: {} ({}, {}), input {}x{}, summary {}, ",
+                "patch tokens {}x{} on a {}x{} grid"
+            ),
             entry.name,
             s.timm_model,
-            if s.pretrained { "pretrained" } else { "random init" },
+            if s.pretrained {
+                "pretrained"
+            } else {
+                "random init"
+            },
             entry.precision,
             s.input_size[1],
             s.input_size[2],
@@ -530,10 +537,22 @@ fn run_codecs(args: CodecsArgs) -> Result<()> {
     );
     for m in &rows {
         println!(
-            "{:<8} {:<12} {:<7} {:<8} {:<8} {:>10.0} {:>7.3} {:>9.6} {:>9.6} {:>9.2e} {:>9.2e} {:>8.1}",
-            m.teacher, m.kind, m.table_format, m.codec, m.compression, m.bytes_per_image,
-            m.ratio_to_raw_f16, m.cosine_mean, m.cosine_worst, m.rel_error_mean,
-            m.rel_error_worst, m.decode_mvalues_per_s
+            concat!(
+                "{:<8} {:<12} {:<7} {:<8} {:<8} {:>10.0} {:>7.3} ",
+                "{:>9.6} {:>9.6} {:>9.2e} {:>9.2e} {:>8.1}"
+            ),
+            m.teacher,
+            m.kind,
+            m.table_format,
+            m.codec,
+            m.compression,
+            m.bytes_per_image,
+            m.ratio_to_raw_f16,
+            m.cosine_mean,
+            m.cosine_worst,
+            m.rel_error_mean,
+            m.rel_error_worst,
+            m.decode_mvalues_per_s
         );
     }
     if let Some(path) = args.json {

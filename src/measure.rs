@@ -14,7 +14,7 @@ use arrow_schema::Schema;
 use serde::Serialize;
 
 use crate::cache::codec::{self, Codec, Compression, Encoding};
-use crate::cache::{self, teacher_columns as tc, Manifest, TableReader, TableSink};
+use crate::cache::{self, Manifest, TableReader, TableSink};
 use crate::config::CacheFormat;
 use crate::error::{Error, Result};
 
@@ -50,27 +50,17 @@ pub fn measure(dir: &Path, scratch: &Path) -> Result<Vec<CodecMeasure>> {
     let manifest = Manifest::load(dir)?;
     let mut out = Vec::new();
     for entry in &manifest.teachers {
-        let path = dir.join(&entry.table);
-        let reader = TableReader::open(&path, manifest.table_format)?;
-        let shape = cache::feature_shape_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
-        let enc =
-            cache::feature_encodings_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
-        let mut kinds = vec![(
-            tc::PATCH_TOKENS,
-            enc.patch_tokens,
-            shape.patch_values(),
-            shape.num_tokens(),
-        )];
-        if shape.summary_dim > 0 {
-            kinds.insert(0, (tc::SUMMARY, enc.summary, shape.summary_dim, 1));
-        }
-        for (column, stored, values, tokens) in kinds {
-            let reference = read_feature(&entry.name, &reader, column, stored, values, tokens)?;
-            let kind = if column == tc::SUMMARY {
-                "summary"
-            } else {
-                "patch_tokens"
-            };
+        let table = cache::open_teacher_table(dir, &manifest, entry)?;
+        for feature in cache::feature_columns(table.shape, table.encodings) {
+            let (kind, values, tokens) = (feature.column, feature.values, feature.tokens);
+            let reference = read_feature(
+                &entry.name,
+                &table.reader,
+                kind,
+                feature.encoding,
+                values,
+                tokens,
+            )?;
             for format in [CacheFormat::Lance, CacheFormat::Parquet] {
                 for compression in [Compression::Native, Compression::BssZstd] {
                     for codec in Codec::ALL {

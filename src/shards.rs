@@ -153,14 +153,7 @@ fn join_tables(
         let mut sink = TableSink::create(&partial.join(table), format, schema)?;
         for dir in dirs {
             let reader = TableReader::open(&dir.join(table), format)?;
-            let names: Vec<String> = reader
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            for batch in reader.scan(&names, COPY_BATCH)? {
+            for batch in reader.scan(&reader.column_names(), COPY_BATCH)? {
                 let batch = batch?;
                 if table != &first.images_table {
                     progress.advance(batch.num_rows() as u64, 0);

@@ -10,9 +10,7 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use crate::cache::{
-    self, codec, teacher_columns as tc, FeatureEncodings, FeatureShape, Manifest, TableReader,
-};
+use crate::cache::{self, codec, FeatureColumn, Manifest};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
 
@@ -111,18 +109,8 @@ pub fn compute(dir: &Path, progress: &dyn Progress) -> Result<StatsTables> {
     let mut all = Vec::new();
     progress.begin("stats", (manifest.rows * manifest.teachers.len()) as u64);
     for entry in &manifest.teachers {
-        let path = dir.join(&entry.table);
-        let reader = TableReader::open(&path, manifest.table_format)?;
-        let shape = cache::feature_shape_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
-        let encodings =
-            cache::feature_encodings_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
-        all.extend(teacher_stats(
-            &entry.name,
-            &reader,
-            shape,
-            encodings,
-            progress,
-        )?);
+        let table = cache::open_teacher_table(dir, &manifest, entry)?;
+        all.extend(teacher_stats(&entry.name, &table, progress)?);
     }
     progress.finish();
     tables(&all)
@@ -130,44 +118,33 @@ pub fn compute(dir: &Path, progress: &dyn Progress) -> Result<StatsTables> {
 
 fn teacher_stats(
     name: &str,
-    reader: &TableReader,
-    shape: FeatureShape,
-    encodings: FeatureEncodings,
+    table: &cache::TeacherTable,
     progress: &dyn Progress,
 ) -> Result<Vec<FeatureStats>> {
-    let mut kinds = Vec::new();
-    if shape.summary_dim > 0 {
-        let stats = FeatureStats::new(name, "summary", shape.summary_dim);
-        kinds.push((tc::SUMMARY, encodings.summary, shape.summary_dim, 1, stats));
-    }
-    let stats = FeatureStats::new(name, "patch_tokens", shape.patch_dim);
-    kinds.push((
-        tc::PATCH_TOKENS,
-        encodings.patch_tokens,
-        shape.patch_values(),
-        shape.num_tokens(),
-        stats,
-    ));
+    let mut kinds: Vec<(FeatureColumn, FeatureStats)> =
+        cache::feature_columns(table.shape, table.encodings)
+            .into_iter()
+            .map(|f| (f, FeatureStats::new(name, f.column, f.dim())))
+            .collect();
     let columns: Vec<String> = kinds
         .iter()
-        .flat_map(|k| codec::columns(k.0, k.1))
+        .flat_map(|(f, _)| codec::columns(f.column, f.encoding))
         .collect();
     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-    for batch in reader.scan(&names, SCAN_BATCH)? {
+    for batch in table.reader.scan(&names, SCAN_BATCH)? {
         let batch = batch?;
-        for (column, encoding, values, tokens, stats) in kinds.iter_mut() {
-            let data =
-                codec::decode(&batch, column, *encoding, *values, *tokens).map_err(|message| {
-                    Error::Feature {
-                        teacher: name.to_string(),
-                        message,
-                    }
-                })?;
+        for (f, stats) in kinds.iter_mut() {
+            let data = codec::decode(&batch, f.column, f.encoding, f.values, f.tokens).map_err(
+                |message| Error::Feature {
+                    teacher: name.to_string(),
+                    message,
+                },
+            )?;
             stats.push_vectors(&data);
         }
         progress.advance(batch.num_rows() as u64, 0);
     }
-    Ok(kinds.into_iter().map(|k| k.4).collect())
+    Ok(kinds.into_iter().map(|(_, s)| s).collect())
 }
 
 /// Builds the per-dimension table, then lets polars derive the overall one.

@@ -256,11 +256,11 @@ fn open_teachers(
         .iter()
         .map(|entry| {
             let path = dir.join(&entry.table);
-            let reader = TableReader::open(&path, manifest.table_format)?;
-            let shape =
-                cache::feature_shape_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
-            let encodings =
-                cache::feature_encodings_of(reader.schema()).map_err(|m| Error::cache(&path, m))?;
+            let cache::TeacherTable {
+                reader,
+                shape,
+                encodings,
+            } = cache::open_teacher_table(dir, manifest, entry)?;
             if reader.num_rows() != manifest.rows {
                 return Err(Error::cache(
                     &path,

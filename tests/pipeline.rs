@@ -19,15 +19,8 @@ use tch::{CModule, IValue, Tensor};
 
 fn read_all(cache: &Path, table: &str, format: CacheFormat) -> RecordBatch {
     let reader = TableReader::open(&cache.join(table), format).unwrap();
-    let names: Vec<String> = reader
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let rows: Vec<u64> = (0..reader.num_rows() as u64).collect();
-    reader.take(&rows, &names).unwrap()
+    reader.take(&rows, &reader.column_names()).unwrap()
 }
 
 fn f16_rows(batch: &RecordBatch, column: &str) -> Vec<Vec<f32>> {
@@ -258,7 +251,13 @@ fn non_default_codecs_decode_in_python_to_the_statistics_we_compute() {
         format!("path = {:?}", fixture().teachers.join("sam.pt")),
     );
     let text = text
-        .replace(&clip, &format!("{clip}\npatch_codec = \"int8\"\nsummary_codec = \"bfloat16\"\ncompression = \"bss-zstd\""))
+        .replace(
+            &clip,
+            &format!(
+                "{clip}\npatch_codec = \"int8\"\nsummary_codec = \"bfloat16\"\n\
+                 compression = \"bss-zstd\""
+            ),
+        )
         .replace(&sam, &format!("{sam}\npatch_codec = \"float32\""));
     std::fs::write(&pipeline, text).unwrap();
     extract(&dir, &pipeline, &[]);

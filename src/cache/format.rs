@@ -247,3 +247,43 @@ mod tests {
         assert!(schema.field_with_name("summary").is_err());
     }
 }
+
+/// One feature column of a teacher table, with what it takes to decode it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeatureColumn {
+    /// Column name: `summary` or `patch_tokens`, also the feature kind's name.
+    pub column: &'static str,
+    pub encoding: Encoding,
+    /// Values per row.
+    pub values: usize,
+    /// Vectors (tokens) per row: 1 for the summary, T for patch tokens.
+    pub tokens: usize,
+}
+
+impl FeatureColumn {
+    /// Width of each vector.
+    pub fn dim(&self) -> usize {
+        self.values / self.tokens.max(1)
+    }
+}
+
+/// The feature columns of a teacher table: the summary (when it has one), then the
+/// patch tokens.
+pub fn feature_columns(shape: FeatureShape, enc: FeatureEncodings) -> Vec<FeatureColumn> {
+    let mut out = Vec::with_capacity(2);
+    if shape.summary_dim > 0 {
+        out.push(FeatureColumn {
+            column: teacher_columns::SUMMARY,
+            encoding: enc.summary,
+            values: shape.summary_dim,
+            tokens: 1,
+        });
+    }
+    out.push(FeatureColumn {
+        column: teacher_columns::PATCH_TOKENS,
+        encoding: enc.patch_tokens,
+        values: shape.patch_values(),
+        tokens: shape.num_tokens(),
+    });
+    out
+}

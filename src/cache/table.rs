@@ -422,6 +422,15 @@ impl TableReader {
         self.rows
     }
 
+    /// Names of the table's columns, in schema order.
+    pub fn column_names(&self) -> Vec<&str> {
+        self.schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect()
+    }
+
     /// Bytes on disk of each top-level column, after encoding and compression.
     ///
     /// # Errors

@@ -75,7 +75,11 @@ pub fn open(config: &SourceConfig) -> Result<(Vec<ImageRecord>, ImageTable)> {
         return Err(source_error(
             path,
             format!(
-                "column `{column}` has type {}, expected binary or a struct with a binary `bytes` field",
+                concat!(
+                    "column `{}` has type {}, ",
+                    "expected binary or a struct with a binary `bytes` field"
+                ),
+                column,
                 field.data_type()
             ),
         ));
