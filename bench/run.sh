@@ -7,7 +7,10 @@
 #   python      bench/reference.py (DataLoader, one worker per CPU), wall clock likewise
 #
 # usage: bench/run.sh DISTILLERY_BINARY OUT_DIR
-# env:   BENCH_IMAGES (images, default 256), BENCH_DEVICE (torch device, default cpu),
+# env:   BENCH_IMAGES (images, default 256), BENCH_BATCH (default 32), BENCH_DEVICE (torch device, default cpu),
+#        BENCH_TEACHERS (tiny, default: the demo's test-sized teachers; full: the real
+#        architectures at their real depth and width, random weights, CLIP ViT-B/16 and
+#        DINOv2 ViT-S/14 at 224 px and SAM ViT-B at BENCH_SAM_SIZE px: 1024, or 256 on cpu),
 #        DISTILLERY_PYTHON (default python3)
 # Prints a table and writes OUT_DIR/bench.json.
 set -euo pipefail
@@ -21,8 +24,11 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${DISTILLERY_PYTHON:-python3}
 IMAGES=${BENCH_IMAGES:-256}
 DEVICE=${BENCH_DEVICE:-cpu}
+TEACHERS=${BENCH_TEACHERS:-tiny}
+# SAM at 1024 px needs ~0.8 GB of attention per image in its global blocks: GPU only.
+SAM_SIZE=${BENCH_SAM_SIZE:-$([ "$DEVICE" = cpu ] && echo 256 || echo 1024)}
 VIEWS=2
-BATCH=32
+BATCH=${BENCH_BATCH:-32}
 SEED=0
 WORKERS=$(nproc)
 mkdir -p "$OUT"
@@ -44,15 +50,34 @@ make_images() {
   "$PY" "$REPO/bench/make_images.py" --out images --count "$IMAGES"
 }
 
+export_teacher() { "$PY" "$REPO/pipelines/export_teacher.py" --random-init "$@"; }
+
 # The demo's three teachers, with the demo's flags (pipelines/demo.sh).
-export_teachers() {
-  export_teacher() { "$PY" "$REPO/pipelines/export_teacher.py" --random-init "$@"; }
+export_tiny_teachers() {
   export_teacher --model vit_base_patch16_clip_224.openai --name clip --out teachers/clip.pt \
     --img-size 64 --depth 2 --width 64 --heads 2 --summary-dim 32
   export_teacher --model vit_small_patch14_dinov2.lvd142m --name dinov2 \
     --out teachers/dinov2.pt --img-size 70 --depth 2 --width 64 --heads 2
   export_teacher --model samvit_base_patch16.sa1b --name sam --out teachers/sam.pt \
     --img-size 64 --depth 2 --width 64 --heads 2 --window-size 2
+}
+
+# The three teacher architectures at their published depth and width (random weights):
+# what the teachers cost in a real run, against which decoding is small.
+export_full_teachers() {
+  export_teacher --model vit_base_patch16_clip_224.openai --name clip --out teachers/clip.pt
+  export_teacher --model vit_small_patch14_dinov2.lvd142m --name dinov2 \
+    --out teachers/dinov2.pt --img-size 224
+  export_teacher --model samvit_base_patch16.sa1b --name sam --out teachers/sam.pt \
+    --img-size "$SAM_SIZE"
+}
+
+export_teachers() {
+  case $TEACHERS in
+    tiny) export_tiny_teachers ;;
+    full) export_full_teachers ;;
+    *) echo "bench: BENCH_TEACHERS must be tiny or full, not '$TEACHERS'" >&2; exit 2 ;;
+  esac
 }
 
 write_pipeline() {
@@ -84,7 +109,8 @@ path = "teachers/sam.pt"
 EOF
 }
 
-echo "bench: $IMAGES images, $VIEWS views each, batch $BATCH, device $DEVICE, in $(pwd)" >&2
+echo "bench: $IMAGES images, $VIEWS views each, batch $BATCH, device $DEVICE," \
+  "$TEACHERS teachers, in $(pwd)" >&2
 make_images
 export_teachers
 write_pipeline
@@ -111,7 +137,7 @@ PYTHON_JSON=$(json_line reference.out reference.py)
 BOUND_JSON=$BOUND_JSON PYTHON_JSON=$PYTHON_JSON \
 EXTRACT_START=$EXTRACT_START EXTRACT_END=$EXTRACT_END \
 PYTHON_START=$PYTHON_START PYTHON_END=$PYTHON_END \
-VIEWS=$VIEWS BATCH=$BATCH DEVICE=$DEVICE WORKERS=$WORKERS \
+VIEWS=$VIEWS BATCH=$BATCH DEVICE=$DEVICE WORKERS=$WORKERS TEACHERS=$TEACHERS \
 "$PY" - <<'EOF'
 import json
 import os
@@ -139,6 +165,7 @@ result = {
     "views": images * int(env["VIEWS"]),
     "batch_size": int(env["BATCH"]),
     "device": env["DEVICE"],
+    "teacher_sizes": env["TEACHERS"],
     "teachers": [t["name"] for t in manifest["teachers"]],
     "bound_images_per_s": round(rates["bound"], 3),
     "extract_images_per_s": round(rates["extract"], 3),
@@ -161,7 +188,8 @@ rows = [
     ("distillery extract, end to end", rates["extract"], extract_s),
     (f"python reference, {env['WORKERS']} workers", rates["python"], python_s),
 ]
-print(f"{images} images x {env['VIEWS']} views, batch {env['BATCH']}, device {env['DEVICE']}")
+print(f"{images} images x {env['VIEWS']} views, batch {env['BATCH']}, device {env['DEVICE']}, "
+      f"{env['TEACHERS']} teachers")
 print(f"{'pipeline':<34} {'images/s':>10} {'seconds':>9}")
 for name, rate, seconds in rows:
     shown = f"{seconds:9.2f}" if isinstance(seconds, (int, float)) else f"{'-':>9}"

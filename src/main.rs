@@ -610,6 +610,13 @@ fn run_commit(args: CommitArgs) -> Result<()> {
         report.shards, report.images, report.rows
     );
     println!("  cache: {}", report.output.display());
+    let files = report.files;
+    if files.linked + files.copied > 0 {
+        println!(
+            "  lance data files: {} hard-linked, {} copied (across file systems)",
+            files.linked, files.copied
+        );
+    }
     if args.remove_shards {
         let dir = extract::shards_dir(&args.output);
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;

@@ -2,14 +2,18 @@
 //!
 //! Each shard is a complete cache of a contiguous slice of the source, so any scheduler
 //! (a Slurm array, a Kubernetes indexed job) can run them anywhere, and a killed shard
-//! resumes on its own. `commit` checks that all N shards are there and agree, then writes
-//! the joined tables in shard order to `<output>.partial` and renames it into place: the
+//! resumes on its own. `commit` checks that all N shards are there and agree, then builds
+//! the joined tables in shard order in `<output>.partial` and renames it into place: the
 //! cache appears in one step or not at all.
+//!
+//! Lance tables are joined without rewriting a row: the shards' data files are hard-linked
+//! into the joined table and its first version lists their fragments, so a commit costs
+//! metadata, whatever the size of the cache. Parquet tables, single files, are rewritten.
 
 use std::path::{Path, PathBuf};
 
-use crate::cache::{Manifest, TableReader, TableSink};
-use crate::config::Shard;
+use crate::cache::{join_lance, JoinedFiles, Manifest, TableReader, TableSink};
+use crate::config::{CacheFormat, Shard};
 use crate::error::{Error, Result};
 use crate::extract::shards_dir;
 use crate::progress::Progress;
@@ -21,6 +25,8 @@ pub struct CommitReport {
     pub shards: usize,
     pub images: usize,
     pub rows: usize,
+    /// Lance data files linked or copied into the cache (none for Parquet).
+    pub files: JoinedFiles,
 }
 
 /// Rows copied per batch.
@@ -50,8 +56,8 @@ pub fn commit(output: &Path, progress: &dyn Progress) -> Result<CommitReport> {
     }
     std::fs::create_dir_all(partial.join("teachers")).map_err(|e| Error::io(&partial, e))?;
     let result = join_tables(&dirs, &manifests, &partial, progress);
-    let manifest = match result {
-        Ok(m) => m,
+    let (manifest, files) = match result {
+        Ok(joined) => joined,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&partial);
             return Err(e);
@@ -64,6 +70,7 @@ pub fn commit(output: &Path, progress: &dyn Progress) -> Result<CommitReport> {
         shards: dirs.len(),
         images: manifest.images,
         rows: manifest.rows,
+        files,
     })
 }
 
@@ -138,30 +145,33 @@ fn join_tables(
     manifests: &[Manifest],
     partial: &Path,
     progress: &dyn Progress,
-) -> Result<Manifest> {
+) -> Result<(Manifest, JoinedFiles)> {
     let first = &manifests[0];
     let format = first.table_format;
     let mut tables = vec![first.images_table.clone()];
     tables.extend(first.teachers.iter().map(|t| t.table.clone()));
     let rows: usize = manifests.iter().map(|m| m.rows).sum();
-    progress.begin("commit", (rows * first.teachers.len()) as u64);
+    let mut files = JoinedFiles::default();
     let mut sizes = Vec::new();
-    for table in &tables {
-        let schema = TableReader::open(&dirs[0].join(table), format)?
-            .schema()
-            .clone();
-        let mut sink = TableSink::create(&partial.join(table), format, schema)?;
-        for dir in dirs {
-            let reader = TableReader::open(&dir.join(table), format)?;
-            for batch in reader.scan(&reader.column_names(), COPY_BATCH)? {
-                let batch = batch?;
-                if table != &first.images_table {
-                    progress.advance(batch.num_rows() as u64, 0);
-                }
-                sink.send(batch)?;
+    match format {
+        CacheFormat::Lance => {
+            progress.begin("commit", tables.len() as u64);
+            for table in &tables {
+                let sources: Vec<PathBuf> = dirs.iter().map(|d| d.join(table)).collect();
+                let dest = partial.join(table);
+                let joined = join_lance(&sources, &dest)?;
+                files.linked += joined.linked;
+                files.copied += joined.copied;
+                sizes.push(crate::cache::table::disk_bytes(&dest)?);
+                progress.advance(1, 0);
             }
         }
-        sizes.push(sink.finish()?.bytes);
+        CacheFormat::Parquet => {
+            progress.begin("commit", (rows * first.teachers.len()) as u64);
+            for table in &tables {
+                sizes.push(copy_table(dirs, table, format, partial, table == &first.images_table, progress)?);
+            }
+        }
     }
     progress.finish();
     let mut manifest = first.clone();
@@ -173,5 +183,31 @@ fn join_tables(
         entry.rows = rows;
         entry.bytes = *bytes;
     }
-    Ok(manifest)
+    Ok((manifest, files))
+}
+
+/// Rewrites the shards' copies of `table` into one table; returns its bytes.
+fn copy_table(
+    dirs: &[PathBuf],
+    table: &str,
+    format: CacheFormat,
+    partial: &Path,
+    is_images: bool,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let schema = TableReader::open(&dirs[0].join(table), format)?
+        .schema()
+        .clone();
+    let mut sink = TableSink::create(&partial.join(table), format, schema)?;
+    for dir in dirs {
+        let reader = TableReader::open(&dir.join(table), format)?;
+        for batch in reader.scan(&reader.column_names(), COPY_BATCH)? {
+            let batch = batch?;
+            if !is_images {
+                progress.advance(batch.num_rows() as u64, 0);
+            }
+            sink.send(batch)?;
+        }
+    }
+    Ok(sink.finish()?.bytes)
 }

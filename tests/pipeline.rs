@@ -4,7 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use arrow_array::cast::AsArray;
@@ -452,6 +452,30 @@ fn a_teacher_added_later_equals_the_same_teacher_extracted_with_the_others() {
     assert!(err.contains("already holds teacher clip"), "{err}");
 }
 
+/// The data files of every Lance table under `root`.
+fn lance_data_files(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "lance")
+                && path.parent().is_some_and(|p| p.ends_with("data"))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
 #[test]
 fn shards_committed_together_equal_the_cache_of_one_run() {
     let dir = scratch("shards");
@@ -462,9 +486,21 @@ fn shards_committed_together_equal_the_cache_of_one_run() {
     let err = run_err(distillery(&dir).args(["commit", "--output", "cache"]));
     assert!(err.contains("shard 1/3 is missing or unfinished"), "{err}");
     extract(&dir, &pipeline, &["--shard", "1/3"]);
-    let out = run_ok(distillery(&dir).args(["commit", "--output", "cache", "--remove-shards"]));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("3 shards joined"));
-    assert!(!dir.join("cache.shards").exists());
+    let out = run_ok(distillery(&dir).args(["commit", "--output", "cache"]));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("3 shards joined"), "{said}");
+    // No row was rewritten: every data file of the cache is the same file as a shard's.
+    let shard_files = lance_data_files(&dir.join("cache.shards"));
+    let cache_files = lance_data_files(&dir.join("cache"));
+    assert!(!cache_files.is_empty());
+    let mut inodes: Vec<u64> = shard_files.iter().map(|f| inode(f)).collect();
+    inodes.sort_unstable();
+    for file in &cache_files {
+        assert!(inodes.binary_search(&inode(file)).is_ok(), "{} was copied", file.display());
+    }
+    assert!(said.contains(&format!("{} hard-linked, 0 copied", cache_files.len())), "{said}");
+    // The cache stands on its own once the shards are gone.
+    std::fs::remove_dir_all(dir.join("cache.shards")).unwrap();
 
     let joined = Manifest::load(&dir.join("cache")).unwrap();
     let whole = Manifest::load(shared_cache()).unwrap();

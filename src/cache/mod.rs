@@ -12,7 +12,7 @@ pub mod table;
 
 pub use format::*;
 pub use manifest::{Manifest, Rejected, TeacherEntry};
-pub use table::{TableReader, TableSink, TableSummary};
+pub use table::{join_lance, JoinedFiles, TableReader, TableSink, TableSummary};
 
 use std::path::Path;
 

@@ -304,6 +304,92 @@ pub fn restore_lance_version(path: &Path, version: u64) -> Result<()> {
     Ok(())
 }
 
+/// What [`join_lance`] did with the data files of its sources.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JoinedFiles {
+    /// Data files hard-linked: no byte was copied.
+    pub linked: usize,
+    /// Data files copied, where a link could not be made (another file system).
+    pub copied: usize,
+}
+
+/// Creates the Lance table `dest` from the rows of the tables `sources`, in that order,
+/// without rewriting any row: each source's data files are hard-linked into `dest` (or
+/// copied byte for byte across file systems) and the fragments that name them are
+/// committed together as the first version of `dest`. The sources stay intact.
+///
+/// # Errors
+///
+/// [`Error::Cache`] naming a source whose schema differs from the first one, or that has
+/// deleted rows or files outside its own directory; I/O and Lance errors otherwise.
+pub fn join_lance(sources: &[PathBuf], dest: &Path) -> Result<JoinedFiles> {
+    use lance::dataset::transaction::{Operation, TransactionBuilder};
+    use lance::dataset::CommitBuilder;
+
+    let first = sources
+        .first()
+        .ok_or_else(|| Error::cache(dest, "has no table to join"))?;
+    if dest.exists() {
+        return Err(Error::cache(dest, "exists already"));
+    }
+    let runtime = runtime()?;
+    let open = |path: &Path| -> Result<Dataset> {
+        runtime
+            .block_on(Dataset::open(&uri_of(path)?))
+            .map_err(|e| Error::cache(path, format!("cannot open as lance: {e}")))
+    };
+    let schema = open(first)?.schema().clone();
+    let data = dest.join("data");
+    std::fs::create_dir_all(&data).map_err(|e| Error::io(&data, e))?;
+    let mut files = JoinedFiles::default();
+    let mut fragments = Vec::new();
+    for source in sources {
+        let dataset = open(source)?;
+        if dataset.schema() != &schema {
+            return Err(Error::cache(
+                source,
+                format!("has another schema than {}", first.display()),
+            ));
+        }
+        for fragment in dataset.fragments().iter() {
+            if fragment.deletion_file.is_some() || !fragment.overlays.is_empty() {
+                return Err(Error::cache(
+                    source,
+                    format!("fragment {} has deleted or overlaid rows", fragment.id),
+                ));
+            }
+            for file in &fragment.files {
+                if file.base_id.is_some() || file.path.contains('/') {
+                    return Err(Error::cache(
+                        source,
+                        format!("data file {} is outside the table", file.path),
+                    ));
+                }
+                let from = source.join("data").join(&file.path);
+                let to = data.join(&file.path);
+                if std::fs::hard_link(&from, &to).is_ok() {
+                    files.linked += 1;
+                } else {
+                    std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
+                    files.copied += 1;
+                }
+            }
+            fragments.push(fragment.clone());
+        }
+    }
+    // Overwrite is how a table's first version is made; it numbers the fragments afresh.
+    let operation = Operation::Overwrite {
+        fragments,
+        schema,
+        config_upsert_values: None,
+        initial_bases: None,
+    };
+    let transaction = TransactionBuilder::new(0, operation).build();
+    let uri = uri_of(dest)?;
+    runtime.block_on(CommitBuilder::new(uri.as_str()).execute(transaction))?;
+    Ok(files)
+}
+
 fn write_parquet(path: &Path, schema: SchemaRef, receiver: Receiver<Message>) -> Result<()> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
