@@ -102,7 +102,7 @@ pub enum CacheFormat {
     /// Lance datasets (`*.lance` directories), the default.
     #[default]
     Lance,
-    /// Single Parquet files (`*.parquet`).
+    /// Directories of Parquet parts (`*.parquet/part-NNNNN.parquet`).
     Parquet,
 }
 

@@ -125,7 +125,8 @@ struct Journal {
     records_done: usize,
     images: usize,
     rejected: Vec<Rejected>,
-    /// Lance version of each table (relative path) at the checkpoint.
+    /// Version of each table (relative path) at the checkpoint: its Lance version, or its
+    /// number of Parquet parts.
     versions: BTreeMap<String, u64>,
 }
 
@@ -158,10 +159,10 @@ impl Journal {
 /// pipeline (rolling every table back to it), or starts afresh.
 fn prepare_partial(pipeline: &Pipeline, partial: &Path) -> Result<Option<Journal>> {
     if let Some(journal) = Journal::load(partial) {
-        let lance = pipeline.extract.format == CacheFormat::Lance;
-        if journal.fingerprint == fingerprint(pipeline) && lance {
+        if journal.fingerprint == fingerprint(pipeline) {
+            let format = pipeline.extract.format;
             for (table, version) in &journal.versions {
-                cache::table::restore_lance_version(&partial.join(table), *version)?;
+                cache::table::restore_version(&partial.join(table), format, *version)?;
             }
             tracing::info!(
                 records = journal.records_done,
@@ -519,7 +520,7 @@ fn consume_chunks(
         }
         state.records_done += done;
         since_checkpoint += done;
-        if since_checkpoint >= checkpoint_every && pipeline.extract.format == CacheFormat::Lance {
+        if since_checkpoint >= checkpoint_every {
             checkpoint(pipeline, teachers, sinks, state, dir)?;
             since_checkpoint = 0;
         }

@@ -6,13 +6,14 @@
 //! the joined tables in shard order in `<output>.partial` and renames it into place: the
 //! cache appears in one step or not at all.
 //!
-//! Lance tables are joined without rewriting a row: the shards' data files are hard-linked
-//! into the joined table and its first version lists their fragments, so a commit costs
-//! metadata, whatever the size of the cache. Parquet tables, single files, are rewritten.
+//! No row is rewritten: the shards' data files are hard-linked into the joined tables (or
+//! copied whole across file systems), so a commit costs metadata whatever the size of the
+//! cache. A joined Lance table's first version lists the shards' fragments; a joined
+//! Parquet table numbers the shards' parts in order.
 
 use std::path::{Path, PathBuf};
 
-use crate::cache::{join_lance, JoinedFiles, Manifest, TableReader, TableSink};
+use crate::cache::{join_lance, join_parquet, JoinedFiles, Manifest};
 use crate::config::{CacheFormat, Shard};
 use crate::error::{Error, Result};
 use crate::extract::shards_dir;
@@ -25,12 +26,9 @@ pub struct CommitReport {
     pub shards: usize,
     pub images: usize,
     pub rows: usize,
-    /// Lance data files linked or copied into the cache (none for Parquet).
+    /// Data files linked or copied into the cache.
     pub files: JoinedFiles,
 }
-
-/// Rows copied per batch.
-const COPY_BATCH: usize = 1024;
 
 /// Joins the shards of `output` (found in `<output>.shards`).
 ///
@@ -153,25 +151,18 @@ fn join_tables(
     let rows: usize = manifests.iter().map(|m| m.rows).sum();
     let mut files = JoinedFiles::default();
     let mut sizes = Vec::new();
-    match format {
-        CacheFormat::Lance => {
-            progress.begin("commit", tables.len() as u64);
-            for table in &tables {
-                let sources: Vec<PathBuf> = dirs.iter().map(|d| d.join(table)).collect();
-                let dest = partial.join(table);
-                let joined = join_lance(&sources, &dest)?;
-                files.linked += joined.linked;
-                files.copied += joined.copied;
-                sizes.push(crate::cache::table::disk_bytes(&dest)?);
-                progress.advance(1, 0);
-            }
-        }
-        CacheFormat::Parquet => {
-            progress.begin("commit", (rows * first.teachers.len()) as u64);
-            for table in &tables {
-                sizes.push(copy_table(dirs, table, format, partial, table == &first.images_table, progress)?);
-            }
-        }
+    progress.begin("commit", tables.len() as u64);
+    for table in &tables {
+        let sources: Vec<PathBuf> = dirs.iter().map(|d| d.join(table)).collect();
+        let dest = partial.join(table);
+        let joined = match format {
+            CacheFormat::Lance => join_lance(&sources, &dest)?,
+            CacheFormat::Parquet => join_parquet(&sources, &dest)?,
+        };
+        files.linked += joined.linked;
+        files.copied += joined.copied;
+        sizes.push(crate::cache::table::disk_bytes(&dest)?);
+        progress.advance(1, 0);
     }
     progress.finish();
     let mut manifest = first.clone();
@@ -184,30 +175,4 @@ fn join_tables(
         entry.bytes = *bytes;
     }
     Ok((manifest, files))
-}
-
-/// Rewrites the shards' copies of `table` into one table; returns its bytes.
-fn copy_table(
-    dirs: &[PathBuf],
-    table: &str,
-    format: CacheFormat,
-    partial: &Path,
-    is_images: bool,
-    progress: &dyn Progress,
-) -> Result<u64> {
-    let schema = TableReader::open(&dirs[0].join(table), format)?
-        .schema()
-        .clone();
-    let mut sink = TableSink::create(&partial.join(table), format, schema)?;
-    for dir in dirs {
-        let reader = TableReader::open(&dir.join(table), format)?;
-        for batch in reader.scan(&reader.column_names(), COPY_BATCH)? {
-            let batch = batch?;
-            if !is_images {
-                progress.advance(batch.num_rows() as u64, 0);
-            }
-            sink.send(batch)?;
-        }
-    }
-    Ok(sink.finish()?.bytes)
 }

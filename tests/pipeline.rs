@@ -231,6 +231,27 @@ fn parquet_cache_holds_the_same_rows_as_lance_and_reads_in_pyarrow() {
         let b = read_all(&parquet, &entry.table, CacheFormat::Parquet);
         assert_eq!(a.columns(), b.columns(), "{}", entry.name);
     }
+    // Shards of a Parquet run join into the same rows, their part files linked.
+    for k in 0..2 {
+        let shard = format!("{k}/2");
+        let flags = [
+            "--format", "parquet", "--output", "sharded", "--shard", &shard,
+        ];
+        extract(&dir, &pipeline, &flags);
+    }
+    let out = run_ok(distillery(&dir).args(["commit", "--output", "sharded"]));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(said.contains("hard-linked, 0 copied"), "{said}");
+    let images = &manifest.images_table;
+    assert_eq!(
+        read_all(&parquet, images, CacheFormat::Parquet),
+        read_all(&dir.join("sharded"), images, CacheFormat::Parquet)
+    );
+    for entry in &manifest.teachers {
+        let a = read_all(&parquet, &entry.table, CacheFormat::Parquet);
+        let b = read_all(&dir.join("sharded"), &entry.table, CacheFormat::Parquet);
+        assert_eq!(a.columns()[..7], b.columns()[..7], "{}", entry.name);
+    }
     let stats_dir = dir.join("stats");
     run_ok(distillery(&dir).args(["stats", "--cache", "cache", "--output", "stats"]));
     run_ok(
@@ -303,9 +324,19 @@ fn non_default_codecs_decode_in_python_to_the_statistics_we_compute() {
 
 #[test]
 fn extract_killed_at_random_points_resumes_to_exactly_the_uninterrupted_cache() {
-    let dir = scratch("resume");
-    let extra = "checkpoint_every = 1";
-    let pipeline = write_pipeline(&dir, 6, 0, extra);
+    killed_and_resumed(CacheFormat::Lance);
+}
+
+#[test]
+fn a_killed_parquet_run_resumes_to_exactly_the_uninterrupted_cache() {
+    killed_and_resumed(CacheFormat::Parquet);
+}
+
+fn killed_and_resumed(format: CacheFormat) {
+    let name = format.extension();
+    let dir = scratch(&format!("resume-{name}"));
+    let extra = format!("checkpoint_every = 1\nformat = \"{name}\"");
+    let pipeline = write_pipeline(&dir, 6, 0, &extra);
     let text = std::fs::read_to_string(&pipeline)
         .unwrap()
         .replace("batch_size = 8", "batch_size = 2");
@@ -365,8 +396,8 @@ fn extract_killed_at_random_points_resumes_to_exactly_the_uninterrupted_cache() 
     let tables = std::iter::once(whole.images_table.clone())
         .chain(whole.teachers.iter().map(|t| t.table.clone()));
     for table in tables {
-        let a = read_all(&dir.join("whole"), &table, CacheFormat::Lance);
-        let b = read_all(&dir.join("resumed"), &table, CacheFormat::Lance);
+        let a = read_all(&dir.join("whole"), &table, format);
+        let b = read_all(&dir.join("resumed"), &table, format);
         assert_eq!(a, b, "{table} differs after {kills} kills");
     }
 }
@@ -496,9 +527,16 @@ fn shards_committed_together_equal_the_cache_of_one_run() {
     let mut inodes: Vec<u64> = shard_files.iter().map(|f| inode(f)).collect();
     inodes.sort_unstable();
     for file in &cache_files {
-        assert!(inodes.binary_search(&inode(file)).is_ok(), "{} was copied", file.display());
+        assert!(
+            inodes.binary_search(&inode(file)).is_ok(),
+            "{} was copied",
+            file.display()
+        );
     }
-    assert!(said.contains(&format!("{} hard-linked, 0 copied", cache_files.len())), "{said}");
+    assert!(
+        said.contains(&format!("{} hard-linked, 0 copied", cache_files.len())),
+        "{said}"
+    );
     // The cache stands on its own once the shards are gone.
     std::fs::remove_dir_all(dir.join("cache.shards")).unwrap();
 

@@ -9,7 +9,11 @@ use crate::cache::codec::{self, Codec, Compression, Encoding};
 use crate::config::CacheFormat;
 
 /// Version of the cache format written by this code.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Versions this code reads: 1 differs from 2 only in Parquet tables, each a single file
+/// where version 2 has a directory of parts.
+pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
 /// File name of the manifest inside a cache directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -197,9 +201,9 @@ pub fn feature_shape_of(schema: &Schema) -> Result<FeatureShape, String> {
             .map_err(|e| format!("schema metadata {key}: {e}"))
     };
     let version = get(teacher_metadata::FORMAT_VERSION)?;
-    if version != FORMAT_VERSION as usize {
+    if !READABLE_VERSIONS.contains(&(version as u32)) {
         return Err(format!(
-            "format version {version} is not supported (this build reads {FORMAT_VERSION})"
+            "format version {version} is not supported (this build reads {READABLE_VERSIONS:?})"
         ));
     }
     Ok(FeatureShape {

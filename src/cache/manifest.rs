@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::format::{FORMAT_VERSION, MANIFEST_FILE};
+use crate::cache::format::{MANIFEST_FILE, READABLE_VERSIONS};
 use crate::config::{CacheFormat, Pipeline};
 use crate::error::{Error, Result};
 use crate::sidecar::Sidecar;
@@ -91,12 +91,14 @@ impl Manifest {
         })?;
         let manifest: Manifest =
             serde_json::from_str(&text).map_err(|source| Error::Json { path, source })?;
-        if manifest.format != "distillery-cache" || manifest.format_version != FORMAT_VERSION {
+        if manifest.format != "distillery-cache"
+            || !READABLE_VERSIONS.contains(&manifest.format_version)
+        {
             return Err(Error::cache(
                 dir,
                 format!(
-                    "format {} version {} is not supported (this build reads version {})",
-                    manifest.format, manifest.format_version, FORMAT_VERSION
+                    "format {} version {} is not supported (this build reads versions {:?})",
+                    manifest.format, manifest.format_version, READABLE_VERSIONS
                 ),
             ));
         }

@@ -12,7 +12,7 @@ pub mod table;
 
 pub use format::*;
 pub use manifest::{Manifest, Rejected, TeacherEntry};
-pub use table::{join_lance, JoinedFiles, TableReader, TableSink, TableSummary};
+pub use table::{join_lance, join_parquet, JoinedFiles, TableReader, TableSink, TableSummary};
 
 use std::path::Path;
 
@@ -29,7 +29,7 @@ pub struct TeacherTable {
 ///
 /// # Errors
 ///
-/// [`Error::Cache`] naming the table when it is missing or its metadata is not version 1.
+/// [`Error::Cache`] naming the table when it is missing or its metadata is of a version this build does not read.
 pub fn open_teacher_table(
     dir: &Path,
     manifest: &Manifest,

@@ -61,14 +61,18 @@ impl TableSink {
         Self::start(path, format, schema)
     }
 
-    /// Continues a Lance table at `path`: batches are appended to it.
+    /// Continues the table at `path` (a resumed run): batches are appended to it, as new
+    /// Lance fragments or new Parquet parts.
     ///
     /// # Errors
     ///
-    /// [`Error::Cache`] for Parquet, which cannot be appended to.
+    /// [`Error::Cache`] when `path` does not exist.
     pub fn append(path: &Path, format: CacheFormat, schema: SchemaRef) -> Result<TableSink> {
-        if format != CacheFormat::Lance {
-            return Err(Error::cache(path, "only Lance tables can be appended to"));
+        if !path.exists() {
+            return Err(Error::cache(
+                path,
+                "cannot be appended to: it does not exist",
+            ));
         }
         Self::start(path, format, schema)
     }
@@ -113,7 +117,7 @@ impl TableSink {
     }
 
     /// Makes everything sent so far durable and visible, as one commit; returns the
-    /// table's version (Lance) or 0 (Parquet, whose file is committed at `finish`).
+    /// table's version: the Lance version, or the number of finished Parquet parts.
     ///
     /// # Errors
     ///
@@ -286,13 +290,21 @@ fn latest_version(runtime: &tokio::runtime::Runtime, uri: &str) -> Option<u64> {
         .map(|d| d.version().version)
 }
 
-/// Puts the Lance table at `path` back to `version`, dropping later commits (rows
-/// written after the last checkpoint of an interrupted run).
+/// Puts the table at `path` back to `version`, as [`TableSink::commit`] returned it,
+/// dropping what was written after (the rows of an interrupted run since its last
+/// checkpoint).
 ///
 /// # Errors
 ///
-/// When the table or the version cannot be opened.
-pub fn restore_lance_version(path: &Path, version: u64) -> Result<()> {
+/// When the table or the version cannot be opened, or a Parquet part cannot be removed.
+pub fn restore_version(path: &Path, format: CacheFormat, version: u64) -> Result<()> {
+    match format {
+        CacheFormat::Lance => restore_lance_version(path, version),
+        CacheFormat::Parquet => restore_parquet_parts(path, version as usize),
+    }
+}
+
+fn restore_lance_version(path: &Path, version: u64) -> Result<()> {
     let runtime = runtime()?;
     let uri = uri_of(path)?;
     let dataset = runtime.block_on(Dataset::open(&uri))?;
@@ -304,7 +316,88 @@ pub fn restore_lance_version(path: &Path, version: u64) -> Result<()> {
     Ok(())
 }
 
-/// What [`join_lance`] did with the data files of its sources.
+/// Keeps the first `parts` parts of a Parquet table and removes every other file of it,
+/// finished or not.
+fn restore_parquet_parts(path: &Path, parts: usize) -> Result<()> {
+    let keep: Vec<String> = (0..parts).map(parquet_part_name).collect();
+    for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
+        let entry = entry.map_err(|e| Error::io(path, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !keep.contains(&name) {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        }
+    }
+    let found = parquet_parts(path)?.len();
+    if found != parts {
+        return Err(Error::cache(
+            path,
+            format!("holds {found} finished parts; the checkpoint recorded {parts}"),
+        ));
+    }
+    Ok(())
+}
+
+/// File name of part `index` of a Parquet table.
+pub fn parquet_part_name(index: usize) -> String {
+    format!("part-{index:05}.parquet")
+}
+
+/// The parts of the Parquet table at `path`, in row order: the finished part files of a
+/// table directory, or the file itself for a single-file table (cache format 1).
+///
+/// # Errors
+///
+/// [`Error::Io`] when the directory cannot be listed.
+pub fn parquet_parts(path: &Path) -> Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut parts = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
+        let entry = entry.map_err(|e| Error::io(path, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("part-") && name.ends_with(".parquet") {
+            parts.push(entry.path());
+        }
+    }
+    // Zero-padded numbers: name order is row order.
+    parts.sort();
+    Ok(parts)
+}
+
+/// Creates the Parquet table `dest` from the parts of the tables `sources`, in that
+/// order, hard-linking each part (or copying it across file systems) under its new number.
+///
+/// # Errors
+///
+/// I/O errors naming the part.
+pub fn join_parquet(sources: &[PathBuf], dest: &Path) -> Result<JoinedFiles> {
+    if dest.exists() {
+        return Err(Error::cache(dest, "exists already"));
+    }
+    std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
+    let mut files = JoinedFiles::default();
+    let mut next = 0;
+    for source in sources {
+        for part in parquet_parts(source)? {
+            link_or_copy(&part, &dest.join(parquet_part_name(next)), &mut files)?;
+            next += 1;
+        }
+    }
+    Ok(files)
+}
+
+fn link_or_copy(from: &Path, to: &Path, files: &mut JoinedFiles) -> Result<()> {
+    if std::fs::hard_link(from, to).is_ok() {
+        files.linked += 1;
+    } else {
+        std::fs::copy(from, to).map_err(|e| Error::io(from, e))?;
+        files.copied += 1;
+    }
+    Ok(())
+}
+
+/// What [`join_lance`] or [`join_parquet`] did with the data files of its sources.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JoinedFiles {
     /// Data files hard-linked: no byte was copied.
@@ -366,13 +459,7 @@ pub fn join_lance(sources: &[PathBuf], dest: &Path) -> Result<JoinedFiles> {
                     ));
                 }
                 let from = source.join("data").join(&file.path);
-                let to = data.join(&file.path);
-                if std::fs::hard_link(&from, &to).is_ok() {
-                    files.linked += 1;
-                } else {
-                    std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
-                    files.copied += 1;
-                }
+                link_or_copy(&from, &data.join(&file.path), &mut files)?;
             }
             fragments.push(fragment.clone());
         }
@@ -390,30 +477,95 @@ pub fn join_lance(sources: &[PathBuf], dest: &Path) -> Result<JoinedFiles> {
     Ok(files)
 }
 
+/// Bytes a Parquet row group may buffer before it is flushed, so that memory stays flat
+/// whatever the size of the rows.
+const PARQUET_ROW_GROUP_BYTES: usize = 128 << 20;
+
+/// Writes commit groups as the parts of a Parquet table directory: each group is one file,
+/// written as `<part>.partial` and renamed when complete, numbered after the parts already
+/// there (a resumed run).
 fn write_parquet(path: &Path, schema: SchemaRef, receiver: Receiver<Message>) -> Result<()> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .set_dictionary_enabled(false)
-        .build();
-    let partial = path.with_extension("parquet.partial");
-    let file = File::create(&partial).map_err(|e| Error::io(&partial, e))?;
-    let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
+    std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+    let mut done = parquet_parts(path)?.len();
+    let mut part: Option<ParquetPart> = None;
     loop {
         match receiver.recv() {
-            Ok(Message::Batch(batch)) => writer.write(&batch)?,
-            Ok(Message::Commit(reply)) => {
-                let _ = reply.send(Ok(0));
+            Ok(Message::Batch(batch)) => {
+                let writer = match &mut part {
+                    Some(part) => part,
+                    None => part.insert(ParquetPart::start(path, done, schema.clone())?),
+                };
+                writer.write(&batch)?;
             }
-            Ok(Message::Finish) => break,
+            Ok(Message::Commit(reply)) => {
+                if let Some(finished) = part.take() {
+                    finished.finish()?;
+                    done += 1;
+                }
+                let _ = reply.send(Ok(done as u64));
+            }
+            Ok(Message::Finish) => {
+                // A table with no row still gets one part, so that readers find its schema.
+                match part.take() {
+                    Some(finished) => finished.finish()?,
+                    None if done == 0 => ParquetPart::start(path, 0, schema)?.finish()?,
+                    None => {}
+                }
+                return Ok(());
+            }
             Err(_) => {
-                drop(writer);
-                let _ = std::fs::remove_file(&partial);
+                if let Some(aborted) = part.take() {
+                    aborted.abort();
+                }
                 return Err(Error::cache(path, "write aborted"));
             }
         }
     }
-    writer.close()?;
-    std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))
+}
+
+/// One Parquet part being written.
+struct ParquetPart {
+    writer: ArrowWriter<File>,
+    partial: PathBuf,
+    path: PathBuf,
+}
+
+impl ParquetPart {
+    fn start(table: &Path, index: usize, schema: SchemaRef) -> Result<ParquetPart> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+            .set_dictionary_enabled(false)
+            .build();
+        let path = table.join(parquet_part_name(index));
+        let partial = path.with_extension("parquet.partial");
+        let file = File::create(&partial).map_err(|e| Error::io(&partial, e))?;
+        let writer = ArrowWriter::try_new(file, schema, Some(props))?;
+        Ok(ParquetPart {
+            writer,
+            partial,
+            path,
+        })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.writer.write(batch)?;
+        if self.writer.in_progress_size() >= PARQUET_ROW_GROUP_BYTES {
+            self.writer.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the footer, syncs the file and gives it its final name.
+    fn finish(self) -> Result<()> {
+        let file = self.writer.into_inner()?;
+        file.sync_all().map_err(|e| Error::io(&self.partial, e))?;
+        std::fs::rename(&self.partial, &self.path).map_err(|e| Error::io(&self.path, e))
+    }
+
+    fn abort(self) {
+        drop(self.writer);
+        let _ = std::fs::remove_file(&self.partial);
+    }
 }
 
 /// Bytes on disk of a file, or of a directory and everything under it.
@@ -447,7 +599,8 @@ enum Inner {
         dataset: Arc<Dataset>,
         runtime: tokio::runtime::Runtime,
     },
-    Parquet,
+    /// The part files, in row order, with their row counts.
+    Parquet { parts: Vec<(PathBuf, usize)> },
 }
 
 impl TableReader {
@@ -486,15 +639,29 @@ impl TableReader {
     }
 
     fn open_parquet(path: &Path) -> Result<TableReader> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| Error::cache(path, format!("cannot open as parquet: {e}")))?;
-        let rows = builder.metadata().file_metadata().num_rows() as usize;
+        let mut parts = Vec::new();
+        let mut schema: Option<SchemaRef> = None;
+        for part in parquet_parts(path)? {
+            let builder = open_part(&part)?;
+            let rows = builder.metadata().file_metadata().num_rows() as usize;
+            match &schema {
+                Some(first) if first != builder.schema() => {
+                    return Err(Error::cache(
+                        &part,
+                        "has another schema than the table's first part",
+                    ));
+                }
+                Some(_) => {}
+                None => schema = Some(builder.schema().clone()),
+            }
+            parts.push((part, rows));
+        }
+        let schema = schema.ok_or_else(|| Error::cache(path, "holds no Parquet part"))?;
         Ok(TableReader {
             path: path.to_path_buf(),
-            schema: builder.schema().clone(),
-            rows,
-            inner: Inner::Parquet,
+            schema,
+            rows: parts.iter().map(|(_, rows)| rows).sum(),
+            inner: Inner::Parquet { parts },
         })
     }
 
@@ -539,20 +706,21 @@ impl TableReader {
                     .map(|f| (f.name.clone(), field_bytes(f, &by_id)))
                     .collect())
             }
-            Inner::Parquet => {
-                let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
-                let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+            Inner::Parquet { parts } => {
                 let mut sizes: Vec<(String, u64)> = self
                     .schema
                     .fields()
                     .iter()
                     .map(|f| (f.name().clone(), 0))
                     .collect();
-                for group in builder.metadata().row_groups() {
-                    for chunk in group.columns() {
-                        let root = chunk.column_path().parts()[0].clone();
-                        if let Some(entry) = sizes.iter_mut().find(|(n, _)| *n == root) {
-                            entry.1 += chunk.compressed_size() as u64;
+                for (part, _) in parts {
+                    let builder = open_part(part)?;
+                    for group in builder.metadata().row_groups() {
+                        for chunk in group.columns() {
+                            let root = &chunk.column_path().parts()[0];
+                            if let Some(entry) = sizes.iter_mut().find(|(n, _)| n == root) {
+                                entry.1 += chunk.compressed_size() as u64;
+                            }
                         }
                     }
                 }
@@ -594,15 +762,23 @@ impl TableReader {
                         .map(|r| r.map_err(Error::from))
                 })))
             }
-            Inner::Parquet => {
-                let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
-                let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-                let mask = projection_mask(&builder, columns);
-                let reader = builder
-                    .with_projection(mask)
-                    .with_batch_size(batch_size)
-                    .build()?;
-                Ok(Box::new(reader.map(|r| r.map_err(Error::from))))
+            Inner::Parquet { parts } => {
+                let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+                Ok(Box::new(parts.iter().flat_map(move |(part, _)| {
+                    let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+                    let reader = open_part(part).and_then(|builder| {
+                        let mask = projection_mask(&builder, &names);
+                        Ok(builder
+                            .with_projection(mask)
+                            .with_batch_size(batch_size)
+                            .build()?)
+                    });
+                    let batches: Box<dyn Iterator<Item = Result<RecordBatch>>> = match reader {
+                        Ok(reader) => Box::new(reader.map(|r| r.map_err(Error::from))),
+                        Err(e) => Box::new(std::iter::once(Err(e))),
+                    };
+                    batches
+                })))
             }
         }
     }
@@ -625,26 +801,49 @@ impl TableReader {
                 let projection = ProjectionRequest::from_columns(columns, dataset.schema());
                 Ok(runtime.block_on(dataset.take(indices, projection))?)
             }
-            Inner::Parquet => self.take_parquet(indices, columns),
+            Inner::Parquet { parts } => self.take_parquet(parts, indices, columns),
         }
     }
 
-    /// Reads only the rows asked for, with a row selection, then restores their order.
-    fn take_parquet(&self, indices: &[u64], columns: &[&str]) -> Result<RecordBatch> {
+    /// Reads only the rows asked for, part by part with a row selection, then restores
+    /// their order.
+    fn take_parquet(
+        &self,
+        parts: &[(PathBuf, usize)],
+        indices: &[u64],
+        columns: &[&str],
+    ) -> Result<RecordBatch> {
         let mut sorted: Vec<u64> = indices.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        let file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-        let mask = projection_mask(&builder, columns);
-        let reader = builder
-            .with_projection(mask)
-            .with_row_selection(row_selection(&sorted))
-            .with_batch_size(8192)
-            .build()?;
-        let schema = reader.schema();
-        let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
-        let selected = arrow_select::concat::concat_batches(&schema, &batches)?;
+        let mut batches = Vec::new();
+        let mut start = 0u64;
+        let mut wanted = sorted.as_slice();
+        for (part, rows) in parts {
+            let end = start + *rows as u64;
+            let here = wanted.partition_point(|&r| r < end);
+            let (mine, rest) = wanted.split_at(here);
+            wanted = rest;
+            if !mine.is_empty() {
+                let local: Vec<u64> = mine.iter().map(|r| r - start).collect();
+                let builder = open_part(part)?;
+                let mask = projection_mask(&builder, columns);
+                let reader = builder
+                    .with_projection(mask)
+                    .with_row_selection(row_selection(&local))
+                    .with_batch_size(8192)
+                    .build()?;
+                for batch in reader {
+                    batches.push(batch?);
+                }
+            }
+            start = end;
+        }
+        let projected = Arc::new(
+            self.schema
+                .project(&column_indices(&self.schema, columns))?,
+        );
+        let selected = arrow_select::concat::concat_batches(&projected, &batches)?;
         let position: std::collections::HashMap<u64, u64> = sorted
             .iter()
             .enumerate()
@@ -653,6 +852,12 @@ impl TableReader {
         let order = arrow_array::UInt64Array::from_iter_values(indices.iter().map(|r| position[r]));
         Ok(arrow_select::take::take_record_batch(&selected, &order)?)
     }
+}
+
+fn open_part(part: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>> {
+    let file = File::open(part).map_err(|e| Error::io(part, e))?;
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| Error::cache(part, format!("cannot open as parquet: {e}")))
 }
 
 /// Skip/select runs that pick the sorted, distinct `rows`.
@@ -703,6 +908,8 @@ fn projection_mask(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::UInt64Type;
     use arrow_array::{Array, UInt64Array};
     use arrow_schema::{DataType, Field, Schema};
 
@@ -738,55 +945,117 @@ mod tests {
         }
     }
 
+    fn numbers(schema: &SchemaRef, range: std::ops::Range<u64>) -> RecordBatch {
+        let values = UInt64Array::from_iter_values(range);
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap()
+    }
+
+    fn all_numbers(path: &Path, format: CacheFormat) -> Vec<u64> {
+        let reader = TableReader::open(path, format).unwrap();
+        let all: Vec<u64> = (0..reader.num_rows() as u64).collect();
+        let taken = reader.take(&all, &["x"]).unwrap();
+        let scanned: Vec<u64> = reader
+            .scan(&["x"], 3)
+            .unwrap()
+            .flat_map(|b| {
+                let b = b.unwrap();
+                b.column(0).as_primitive::<UInt64Type>().values().to_vec()
+            })
+            .collect();
+        let taken = taken
+            .column(0)
+            .as_primitive::<UInt64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(taken, scanned, "{format:?}: take and scan disagree");
+        taken
+    }
+
     #[test]
     fn commits_make_versions_that_can_be_restored() {
-        let dir = tempfile::tempdir().unwrap();
-        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)]));
-        let path = dir.path().join("groups.lance");
-        let batch = |a: u64, b: u64| {
-            RecordBatch::try_new(
-                schema.clone(),
-                vec![Arc::new(UInt64Array::from_iter_values(a..b))],
-            )
-            .unwrap()
-        };
-        let mut sink = TableSink::create(&path, CacheFormat::Lance, schema.clone()).unwrap();
-        sink.send(batch(0, 5)).unwrap();
-        let first = sink.commit().unwrap();
-        sink.send(batch(5, 8)).unwrap();
-        sink.send(batch(8, 9)).unwrap();
-        let second = sink.commit().unwrap();
-        assert!(second > first);
-        sink.send(batch(9, 12)).unwrap();
-        drop(sink); // aborted: the third group is never committed
-        let reader = TableReader::open(&path, CacheFormat::Lance).unwrap();
-        assert_eq!(reader.num_rows(), 9);
+        for format in [CacheFormat::Lance, CacheFormat::Parquet] {
+            let dir = tempfile::tempdir().unwrap();
+            let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)]));
+            let path = dir.path().join(format!("groups.{}", format.extension()));
+            let mut sink = TableSink::create(&path, format, schema.clone()).unwrap();
+            sink.send(numbers(&schema, 0..5)).unwrap();
+            let first = sink.commit().unwrap();
+            sink.send(numbers(&schema, 5..8)).unwrap();
+            sink.send(numbers(&schema, 8..9)).unwrap();
+            let second = sink.commit().unwrap();
+            assert!(second > first, "{format:?}");
+            sink.send(numbers(&schema, 9..12)).unwrap();
+            drop(sink); // aborted: the third group is never committed
+            assert_eq!(all_numbers(&path, format), (0..9).collect::<Vec<u64>>());
+            // Rows far apart, across parts, in any order.
+            let reader = TableReader::open(&path, format).unwrap();
+            let batch = reader.take(&[8, 0, 4, 5, 8], &["x"]).unwrap();
+            let got = batch
+                .column(0)
+                .as_primitive::<UInt64Type>()
+                .values()
+                .to_vec();
+            assert_eq!(got, vec![8, 0, 4, 5, 8], "{format:?}");
 
-        restore_lance_version(&path, first).unwrap();
-        let mut sink = TableSink::append(&path, CacheFormat::Lance, schema.clone()).unwrap();
-        sink.send(batch(5, 7)).unwrap();
-        sink.finish().unwrap();
-        let reader = TableReader::open(&path, CacheFormat::Lance).unwrap();
-        let all: Vec<u64> = (0..reader.num_rows() as u64).collect();
-        let got = reader.take(&all, &["x"]).unwrap();
-        let got = got
-            .column(0)
-            .as_any()
-            .downcast_ref::<UInt64Array>()
-            .unwrap();
-        assert_eq!(got.values().to_vec(), (0..7).collect::<Vec<u64>>());
+            restore_version(&path, format, first).unwrap();
+            let mut sink = TableSink::append(&path, format, schema.clone()).unwrap();
+            sink.send(numbers(&schema, 5..7)).unwrap();
+            sink.finish().unwrap();
+            assert_eq!(all_numbers(&path, format), (0..7).collect::<Vec<u64>>());
+        }
     }
 
     #[test]
     fn a_dropped_sink_commits_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)]));
-        let path = dir.path().join("aborted.lance");
-        let mut sink = TableSink::create(&path, CacheFormat::Lance, schema.clone()).unwrap();
-        let values = UInt64Array::from_iter_values(0..3);
-        sink.send(RecordBatch::try_new(schema, vec![Arc::new(values)]).unwrap())
-            .unwrap();
-        drop(sink);
-        assert!(TableReader::open(&path, CacheFormat::Lance).is_err());
+        for format in [CacheFormat::Lance, CacheFormat::Parquet] {
+            let dir = tempfile::tempdir().unwrap();
+            let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)]));
+            let path = dir.path().join(format!("aborted.{}", format.extension()));
+            let mut sink = TableSink::create(&path, format, schema.clone()).unwrap();
+            sink.send(numbers(&schema, 0..3)).unwrap();
+            drop(sink);
+            assert!(TableReader::open(&path, format).is_err(), "{format:?}");
+        }
+    }
+
+    #[test]
+    fn joined_tables_hold_the_rows_of_their_sources_in_order_without_a_copy() {
+        use std::os::unix::fs::MetadataExt;
+        for format in [CacheFormat::Lance, CacheFormat::Parquet] {
+            let dir = tempfile::tempdir().unwrap();
+            let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)]));
+            let mut sources = Vec::new();
+            for (k, range) in [(0, 0..4), (1, 4..5), (2, 5..11)] {
+                let path = dir.path().join(format!("shard{k}.{}", format.extension()));
+                let mut sink = TableSink::create(&path, format, schema.clone()).unwrap();
+                sink.send(numbers(&schema, range.start..range.start + 1))
+                    .unwrap();
+                sink.commit().unwrap();
+                sink.send(numbers(&schema, range.start + 1..range.end))
+                    .unwrap();
+                sink.finish().unwrap();
+                sources.push(path);
+            }
+            let dest = dir.path().join(format!("joined.{}", format.extension()));
+            let join = match format {
+                CacheFormat::Lance => join_lance,
+                CacheFormat::Parquet => join_parquet,
+            };
+            let files = join(&sources, &dest).unwrap();
+            assert_eq!(files.copied, 0, "{format:?}");
+            assert!(files.linked >= 3, "{format:?}");
+            assert_eq!(all_numbers(&dest, format), (0..11).collect::<Vec<u64>>());
+            // Every data file is shared with a source: two names, one inode.
+            let data = match format {
+                CacheFormat::Lance => dest.join("data"),
+                CacheFormat::Parquet => dest.clone(),
+            };
+            for entry in std::fs::read_dir(data).unwrap() {
+                let meta = entry.unwrap().metadata().unwrap();
+                assert_eq!(meta.nlink(), 2, "{format:?}");
+            }
+            let err = join(&sources, &dest).unwrap_err().to_string();
+            assert!(err.contains("exists already"), "{err}");
+        }
     }
 }

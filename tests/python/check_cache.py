@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Read a distillery cache with pylance/pyarrow alone and check `distillery stats` against
-an independent numpy computation.
+an independent numpy computation; check that polars and DuckDB read the same rows.
 
 usage: check_cache.py CACHE_DIR STATS_DIR
 Prints one JSON object with what it checked; exits non-zero on any mismatch.
@@ -23,12 +23,55 @@ def read_table(cache: Path, rel: str, table_format: str):
     return pq.read_table(path)
 
 
+VIEW_COLUMNS = ["image_id", "view", "crop_x", "crop_y", "crop_w", "crop_h", "flip"]
+
+
+def check_other_readers(cache: Path, rel: str, table_format: str, table) -> list[str]:
+    """polars and DuckDB read `rel` as pyarrow/pylance did: the same view columns, in the
+    same order, and (where they can hold it) the same patch tokens."""
+    import duckdb
+    import polars as pl
+
+    path = cache / rel
+    expected = {c: table[c].to_pylist() for c in VIEW_COLUMNS}
+    if table_format == "lance":
+        import lance
+
+        dataset = lance.dataset(str(path))
+        frame = pl.scan_pyarrow_dataset(dataset).select(VIEW_COLUMNS).collect()
+        # DuckDB takes no Arrow float16: it reads the view columns of a projected scanner.
+        scanner = dataset.scanner(columns=VIEW_COLUMNS)
+        relation = duckdb.sql("SELECT * FROM scanner")
+        tokens = None
+    else:
+        frame = pl.read_parquet(str(path)).select(VIEW_COLUMNS)
+        # DuckDB reads Parquet float16 as FLOAT.
+        relation = duckdb.sql(f"SELECT * FROM read_parquet('{path}/part-*.parquet')")
+        tokens = relation.select("patch_tokens").fetchall()
+        relation = relation.select(", ".join(VIEW_COLUMNS))
+    for column in VIEW_COLUMNS:
+        assert frame[column].to_list() == expected[column], ("polars", rel, column)
+    rows = relation.fetchall()
+    for i, column in enumerate(VIEW_COLUMNS):
+        assert [r[i] for r in rows] == expected[column], ("duckdb", rel, column)
+    if tokens is not None and pa_type_name(table, "patch_tokens") == "halffloat":
+        got = np.array([t[0] for t in tokens], dtype=np.float32)
+        want = table["patch_tokens"].combine_chunks().flatten().to_numpy()
+        assert np.array_equal(got, want.astype(np.float32).reshape(got.shape)), ("duckdb", rel)
+    return ["polars", "duckdb"]
+
+
+def pa_type_name(table, column: str) -> str:
+    kind = table.schema.field(column).type
+    return str(getattr(kind, "value_type", kind))
+
+
 WIDTH = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 STORED = {"float32": np.float32, "float16": np.float16, "bfloat16": np.uint16, "int8": np.int8}
 
 
 def decode(table, column: str, codec: str, compression: str, values: int, tokens: int):
-    """Feature `column` as float64 [rows, values], for every codec of schemas/cache-v1.md."""
+    """Feature `column` as float64 [rows, values], for every codec of schemas/cache-v2.md."""
     if compression == "bss-zstd":
         import zstandard
 
@@ -64,6 +107,7 @@ def main(cache: Path, stats_dir: Path) -> None:
         meta = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
         assert meta["distillery:teacher"] == entry["name"], meta
         assert table.num_rows == manifest["rows"], (table.num_rows, manifest["rows"])
+        readers = check_other_readers(cache, entry["table"], fmt, table)
         grid = (int(meta["distillery:grid_h"]), int(meta["distillery:grid_w"]))
         dim = int(meta["distillery:patch_dim"])
         compression = meta.get("distillery:compression", "native")
@@ -90,7 +134,9 @@ def main(cache: Path, stats_dir: Path) -> None:
             np.testing.assert_allclose(o["norm_std"], norms.std(), rtol=1e-7)
             np.testing.assert_allclose(o["norm_min"], norms.min(), rtol=1e-12)
             np.testing.assert_allclose(o["norm_max"], norms.max(), rtol=1e-12)
-            checked.append({"teacher": entry["name"], "kind": kind, "vectors": int(x.shape[0])})
+            checked.append(
+                {"teacher": entry["name"], "kind": kind, "vectors": int(x.shape[0]), "readers": readers}
+            )
     print(json.dumps({"format": fmt, "images": images.num_rows, "checked": checked}))
 
 
