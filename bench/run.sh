@@ -193,7 +193,7 @@ print(f"{images} images x {env['VIEWS']} views, batch {env['BATCH']}, device {en
 print(f"{'pipeline':<34} {'images/s':>10} {'seconds':>9}")
 for name, rate, seconds in rows:
     shown = f"{seconds:9.2f}" if isinstance(seconds, (int, float)) else f"{'-':>9}"
-    print(f"{name:<34} {rate:10.1f} {shown}")
+    print(f"{name:<34} {rate:10.2f} {shown}")
 print(f"{'end to end / bound':<34} {result['extract_over_bound']:10.2f}")
 print(f"{'end to end / python':<34} {result['extract_over_python']:10.2f}")
 print(f"(python in-process, imports excluded: {python['images_per_s']:.1f} images/s)")

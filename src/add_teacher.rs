@@ -36,6 +36,12 @@ pub fn run(
     batch_size: usize,
     progress: &dyn Progress,
 ) -> Result<TeacherEntry> {
+    if crate::cache::store::is_uri(dir) {
+        return Err(Error::cache(
+            dir,
+            "is an object-store URI; teachers are added to local caches only",
+        ));
+    }
     let mut manifest = Manifest::load(dir)?;
     if manifest.teacher(&teacher.name).is_some() {
         return Err(Error::cache(

@@ -19,6 +19,7 @@ use image::RgbImage;
 use rayon::prelude::*;
 use tch::{Kind, Tensor};
 
+use crate::cache::store;
 use crate::cache::{
     self, codec, FeatureEncodings, FeatureShape, Manifest, Rejected, TableSink, TableSummary,
     TeacherEntry, FORMAT_VERSION, MANIFEST_FILE,
@@ -70,6 +71,19 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
         Some(shard) => shards_dir(&pipeline.extract.output).join(shard.dir_name()),
         None => pipeline.extract.output.clone(),
     };
+    if pipeline.extract.shard.is_some() && store::is_uri(&output) {
+        return Err(Error::Config(format!(
+            "--shard needs a local output ({} is an object-store URI): commit links the \
+             shards' files",
+            output.display()
+        )));
+    }
+    if pipeline.extract.format == CacheFormat::Parquet && store::is_uri(&output) {
+        return Err(Error::Config(format!(
+            "{} is an object-store URI; Parquet caches are local, use format = \"lance\"",
+            output.display()
+        )));
+    }
     check_output(&output, pipeline.extract.overwrite)?;
     let teachers = load_teachers(pipeline)?;
     let source = Source::open(&pipeline.source)?;
@@ -82,7 +96,7 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
 
     let partial = partial_dir(&output);
     if let Some(parent) = partial.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        store::create_dir_all(parent)?;
     }
     let resume = prepare_partial(pipeline, &partial)?;
     let result = extract_into(pipeline, &teachers, &source, &partial, resume, progress);
@@ -90,16 +104,13 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
         Ok(report) => report,
         Err(e) => {
             // Keep a checkpointed run for the next attempt; drop one with nothing saved.
-            if !partial.join(JOURNAL_FILE).exists() {
-                let _ = std::fs::remove_dir_all(&partial);
+            if !Journal::load(&partial)?.is_some_and(|j| j.checkpointed()) {
+                let _ = store::remove_dir_all(&partial);
             }
             return Err(e);
         }
     };
-    let journal = partial.join(JOURNAL_FILE);
-    if journal.exists() {
-        std::fs::remove_file(&journal).map_err(|e| Error::io(&journal, e))?;
-    }
+    store::remove_file(&partial.join(JOURNAL_FILE))?;
     commit(&partial, &output)?;
     report.output = output;
     report.seconds = started.elapsed().as_secs_f64();
@@ -141,25 +152,39 @@ fn fingerprint(pipeline: &Pipeline) -> String {
 }
 
 impl Journal {
-    fn load(dir: &Path) -> Option<Journal> {
-        let text = std::fs::read_to_string(dir.join(JOURNAL_FILE)).ok()?;
-        serde_json::from_str(&text).ok()
+    /// The journal in `dir`, if there is one that parses.
+    fn load(dir: &Path) -> Result<Option<Journal>> {
+        let text = store::read(&dir.join(JOURNAL_FILE))?;
+        Ok(text.and_then(|t| serde_json::from_slice(&t).ok()))
     }
 
-    /// Writes the journal atomically (write, then rename).
+    /// Writes the journal whole.
     fn save(&self, dir: &Path) -> Result<()> {
-        let tmp = dir.join(format!("{JOURNAL_FILE}.tmp"));
         let text = serde_json::to_string(self).expect("journal serialises");
-        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, dir.join(JOURNAL_FILE)).map_err(|e| Error::io(dir, e))
+        store::write(&dir.join(JOURNAL_FILE), text.as_bytes())
+    }
+
+    /// Whether a checkpoint was reached: before it, the journal only marks a run as ours.
+    fn checkpointed(&self) -> bool {
+        !self.versions.is_empty()
+    }
+
+    fn start(pipeline: &Pipeline) -> Journal {
+        Journal {
+            fingerprint: fingerprint(pipeline),
+            records_done: 0,
+            images: 0,
+            rejected: Vec::new(),
+            versions: BTreeMap::new(),
+        }
     }
 }
 
 /// Readies `<output>.partial`: resumes the checkpoint of an interrupted run of the same
 /// pipeline (rolling every table back to it), or starts afresh.
 fn prepare_partial(pipeline: &Pipeline, partial: &Path) -> Result<Option<Journal>> {
-    if let Some(journal) = Journal::load(partial) {
-        if journal.fingerprint == fingerprint(pipeline) {
+    if let Some(journal) = Journal::load(partial)? {
+        if journal.fingerprint == fingerprint(pipeline) && journal.checkpointed() {
             let format = pipeline.extract.format;
             for (table, version) in &journal.versions {
                 cache::table::restore_version(&partial.join(table), format, *version)?;
@@ -176,10 +201,11 @@ fn prepare_partial(pipeline: &Pipeline, partial: &Path) -> Result<Option<Journal
             partial.display()
         );
     }
-    if partial.exists() {
-        std::fs::remove_dir_all(partial).map_err(|e| Error::io(partial, e))?;
-    }
-    std::fs::create_dir_all(partial.join("teachers")).map_err(|e| Error::io(partial, e))?;
+    store::remove_dir_all(partial)?;
+    store::create_dir_all(&partial.join("teachers"))?;
+    // Marks the directory as this run's, before any table: on an object store, where the
+    // run writes in place, this is what tells an interrupted run from foreign data.
+    Journal::start(pipeline).save(partial)?;
     Ok(None)
 }
 
@@ -195,6 +221,9 @@ fn with_absolute_paths(pipeline: &Pipeline) -> Pipeline {
 }
 
 fn check_output(output: &Path, overwrite: bool) -> Result<()> {
+    if store::is_uri(output) {
+        return check_uri_output(output, overwrite);
+    }
     if !output.exists() {
         return Ok(());
     }
@@ -213,7 +242,34 @@ fn check_output(output: &Path, overwrite: bool) -> Result<()> {
     Ok(())
 }
 
+/// An object store has no rename: a run writes in place, and its manifest, written last,
+/// is what makes it a cache. So an existing cache is never replaced there.
+fn check_uri_output(output: &Path, overwrite: bool) -> Result<()> {
+    if store::exists(&output.join(MANIFEST_FILE))? {
+        let why = if overwrite {
+            "holds a cache, which --overwrite does not replace on an object store (there is \
+             no atomic rename there); remove it first"
+        } else {
+            "exists already"
+        };
+        return Err(Error::cache(output, why));
+    }
+    if store::exists(output)? && !store::exists(&output.join(JOURNAL_FILE))? {
+        return Err(Error::cache(
+            output,
+            "holds objects that are not a distillery cache nor an interrupted run; refusing \
+             to write there",
+        ));
+    }
+    Ok(())
+}
+
+/// Where a run builds its cache: `<output>.partial`, renamed at the end; on an object
+/// store, `<output>` itself.
 fn partial_dir(output: &Path) -> PathBuf {
+    if store::is_uri(output) {
+        return output.to_path_buf();
+    }
     let mut name = output.as_os_str().to_os_string();
     name.push(".partial");
     PathBuf::from(name)
@@ -243,6 +299,9 @@ fn load_teachers(pipeline: &Pipeline) -> Result<Vec<Teacher>> {
 /// Moves the finished cache into place, replacing an old one only after the new one is
 /// complete.
 fn commit(partial: &Path, output: &Path) -> Result<()> {
+    if partial == output {
+        return Ok(()); // an object store: the manifest, written last, made it a cache
+    }
     if output.exists() {
         let mut old = output.as_os_str().to_os_string();
         old.push(".replaced");
@@ -292,13 +351,7 @@ fn extract_into(
     let sampler = sampler_of(pipeline);
     let views = pipeline.extract.views_per_image;
     let per_chunk = (pipeline.extract.batch_size / views).max(1);
-    let mut state = resume.unwrap_or_else(|| Journal {
-        fingerprint: fingerprint(pipeline),
-        records_done: 0,
-        images: 0,
-        rejected: Vec::new(),
-        versions: BTreeMap::new(),
-    });
+    let mut state = resume.unwrap_or_else(|| Journal::start(pipeline));
     let all = source.records();
     let mine = match pipeline.extract.shard {
         Some(shard) => &all[shard.range(all.len())],

@@ -389,7 +389,14 @@ fn print_train(r: &train::TrainReport) {
 
 fn run_stats(args: StatsArgs) -> Result<()> {
     let tables = stats::compute(&args.cache, &Bars::new())?;
-    let out = args.output.unwrap_or_else(|| args.cache.join("stats"));
+    let out = match args.output {
+        Some(out) => out,
+        None if cache::store::is_uri(&args.cache) => anyhow::bail!(
+            "{} is an object-store URI: give --output, a local directory for the statistics",
+            args.cache.display()
+        ),
+        None => args.cache.join("stats"),
+    };
     stats::write(&tables, &out)?;
     std::env::set_var("POLARS_FMT_MAX_COLS", "16");
     std::env::set_var("POLARS_TABLE_WIDTH", "200");

@@ -332,6 +332,17 @@ fn a_killed_parquet_run_resumes_to_exactly_the_uninterrupted_cache() {
     killed_and_resumed(CacheFormat::Parquet);
 }
 
+/// Whether the run building `partial` reached a checkpoint (its journal records versions).
+fn checkpointed(partial: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(partial.join("journal.json")) else {
+        return false;
+    };
+    let journal: serde_json::Value = serde_json::from_str(&text).unwrap();
+    journal["versions"]
+        .as_object()
+        .is_some_and(|v| !v.is_empty())
+}
+
 fn killed_and_resumed(format: CacheFormat) {
     let name = format.extension();
     let dir = scratch(&format!("resume-{name}"));
@@ -375,7 +386,7 @@ fn killed_and_resumed(format: CacheFormat) {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         kills += 1;
-        resumable += usize::from(dir.join("resumed.partial/journal.json").exists());
+        resumable += usize::from(checkpointed(&dir.join("resumed.partial")));
         if dir.join("resumed").exists() {
             break; // killed after its final rename: the cache is complete (checked below)
         }
@@ -400,6 +411,96 @@ fn killed_and_resumed(format: CacheFormat) {
         let b = read_all(&dir.join("resumed"), &table, format);
         assert_eq!(a, b, "{table} differs after {kills} kills");
     }
+}
+
+#[test]
+fn a_cache_at_an_object_store_uri_is_written_resumed_and_read_through_the_uri() {
+    let dir = scratch("uri");
+    let pipeline = write_pipeline(&dir, 2, 0, "checkpoint_every = 1");
+    // file-object-store:// is a local directory that Lance drives as it drives S3.
+    let local = dir.join("bucket/cache");
+    let uri = format!("file-object-store://{}", local.display());
+    let started = std::time::Instant::now();
+    extract(&dir, &pipeline, &["--output", &uri]);
+    let whole_ms = started.elapsed().as_millis() as u64;
+    let whole = Manifest::load(shared_cache()).unwrap();
+    let tables: Vec<String> = std::iter::once(whole.images_table.clone())
+        .chain(whole.teachers.iter().map(|t| t.table.clone()))
+        .collect();
+    let check = |cache: &Path| {
+        let manifest = Manifest::load(cache).unwrap();
+        assert_eq!((manifest.images, manifest.rows), (whole.images, whole.rows));
+        for table in &tables {
+            let a = read_all(shared_cache(), table, CacheFormat::Lance);
+            assert_eq!(a, read_all(cache, table, CacheFormat::Lance), "{table}");
+        }
+    };
+    check(Path::new(&uri));
+    check(&local); // the same objects, read as a plain local cache
+    assert!(!local.join("journal.json").exists());
+    assert!(!dir.join("bucket/cache.partial").exists());
+
+    // No rename on an object store: a cache there is never replaced.
+    let again = ["extract", "--pipeline", "pipeline.toml", "--output", &uri];
+    let err = run_err(distillery(&dir).args(again));
+    assert!(err.contains("exists already"), "{err}");
+    let err = run_err(distillery(&dir).args(again).arg("--overwrite"));
+    assert!(err.contains("does not replace on an object store"), "{err}");
+    // Objects that are not ours are not written over.
+    std::fs::create_dir_all(dir.join("bucket/other")).unwrap();
+    std::fs::write(dir.join("bucket/other/data.bin"), b"x").unwrap();
+    let other = format!("file-object-store://{}", dir.join("bucket/other").display());
+    let err = run_err(
+        distillery(&dir)
+            .args(["extract", "--pipeline", "pipeline.toml"])
+            .args(["--output", &other]),
+    );
+    assert!(
+        err.contains("not a distillery cache nor an interrupted run"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("bucket/other/data.bin")).unwrap(),
+        b"x"
+    );
+    let parquet = format!("file-object-store://{}", dir.join("bucket/pq").display());
+    let err = run_err(
+        distillery(&dir)
+            .args(&again[..3])
+            .args(["--output", &parquet])
+            .args(["--format", "parquet"]),
+    );
+    assert!(err.contains("Parquet caches are local"), "{err}");
+
+    // Killed midway and run again, the run continues in place to the same cache.
+    let local = dir.join("bucket/resumed");
+    let resumed = format!("file-object-store://{}", local.display());
+    let args = [
+        "extract",
+        "--pipeline",
+        "pipeline.toml",
+        "--output",
+        &resumed,
+    ];
+    let mut child = distillery(&dir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(whole_ms * 6 / 10));
+    let _ = child.kill();
+    child.wait().unwrap();
+    run_ok(distillery(&dir).args(args));
+    check(Path::new(&resumed));
+
+    run_ok(distillery(&dir).args([
+        "train", "--cache", &uri, "--epochs", "1", "--output", "student",
+    ]));
+    run_ok(distillery(&dir).args(["stats", "--cache", &uri, "--output", "stats"]));
+    assert!(dir.join("stats/stats.parquet").is_file());
+    let out = run_ok(distillery(&dir).args(["inspect", "--cache", &uri]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dinov2"));
 }
 
 #[test]

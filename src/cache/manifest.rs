@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::format::{MANIFEST_FILE, READABLE_VERSIONS};
+use crate::cache::store;
 use crate::config::{CacheFormat, Pipeline};
 use crate::error::{Error, Result};
 use crate::sidecar::Sidecar;
@@ -79,18 +80,19 @@ impl Manifest {
     ///
     /// [`Error::Cache`] when `dir` holds no manifest, or one of another format version.
     pub fn load(dir: &Path) -> Result<Manifest> {
-        if !dir.is_dir() {
-            return Err(Error::cache(dir, "does not exist"));
-        }
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::cache(
-                dir,
-                format!("cannot read {MANIFEST_FILE}: {e}; is this a cache?"),
-            )
-        })?;
+        let text = match store::read(&path)? {
+            Some(bytes) => bytes,
+            None if store::exists(dir)? => {
+                return Err(Error::cache(
+                    dir,
+                    format!("holds no {MANIFEST_FILE}; is this a cache?"),
+                ))
+            }
+            None => return Err(Error::cache(dir, "does not exist")),
+        };
         let manifest: Manifest =
-            serde_json::from_str(&text).map_err(|source| Error::Json { path, source })?;
+            serde_json::from_slice(&text).map_err(|source| Error::Json { path, source })?;
         if manifest.format != "distillery-cache"
             || !READABLE_VERSIONS.contains(&manifest.format_version)
         {
@@ -111,12 +113,9 @@ impl Manifest {
     ///
     /// [`Error::Io`] when the file cannot be written.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        // Write beside, then rename: readers see the old manifest or the new one.
-        let path = dir.join(MANIFEST_FILE);
-        let tmp = dir.join(format!("{MANIFEST_FILE}.tmp"));
-        let text = serde_json::to_string_pretty(self).expect("manifest serialises");
-        std::fs::write(&tmp, text + "\n").map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(path, e))
+        // Written whole: readers see the old manifest or the new one.
+        let text = serde_json::to_string_pretty(self).expect("manifest serialises") + "\n";
+        store::write(&dir.join(MANIFEST_FILE), text.as_bytes())
     }
 
     /// The entry of teacher `name`.

@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod format;
 pub mod manifest;
+pub mod store;
 pub mod table;
 
 pub use format::*;

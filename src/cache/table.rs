@@ -20,6 +20,7 @@ use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
+use crate::cache::store;
 use crate::config::CacheFormat;
 use crate::error::{Error, Result};
 
@@ -55,7 +56,7 @@ impl TableSink {
     ///
     /// [`Error::Cache`] when `path` exists already.
     pub fn create(path: &Path, format: CacheFormat, schema: SchemaRef) -> Result<TableSink> {
-        if path.exists() {
+        if store::exists(path)? {
             return Err(Error::cache(path, "exists already"));
         }
         Self::start(path, format, schema)
@@ -68,7 +69,7 @@ impl TableSink {
     ///
     /// [`Error::Cache`] when `path` does not exist.
     pub fn append(path: &Path, format: CacheFormat, schema: SchemaRef) -> Result<TableSink> {
-        if !path.exists() {
+        if !store::exists(path)? {
             return Err(Error::cache(
                 path,
                 "cannot be appended to: it does not exist",
@@ -78,6 +79,7 @@ impl TableSink {
     }
 
     fn start(path: &Path, format: CacheFormat, schema: SchemaRef) -> Result<TableSink> {
+        local_parquet(path, format)?;
         let (sender, receiver) = sync_channel(SINK_QUEUE);
         let target = path.to_path_buf();
         let handle = std::thread::Builder::new()
@@ -147,7 +149,7 @@ impl TableSink {
         self.join()?;
         Ok(TableSummary {
             rows: self.rows,
-            bytes: disk_bytes(&self.path)?,
+            bytes: store::bytes_under(&self.path)?,
         })
     }
 
@@ -224,7 +226,21 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .map_err(|e| Error::io("<tokio runtime>", e))
 }
 
+/// Parquet tables are local: an object-store URI is for Lance tables.
+fn local_parquet(path: &Path, format: CacheFormat) -> Result<()> {
+    if format == CacheFormat::Parquet && store::is_uri(path) {
+        return Err(Error::cache(
+            path,
+            "is an object-store URI; Parquet caches are local, use format = \"lance\"",
+        ));
+    }
+    Ok(())
+}
+
 fn uri_of(path: &Path) -> Result<String> {
+    if store::is_uri(path) {
+        return Ok(path.to_string_lossy().into_owned());
+    }
     let absolute = std::path::absolute(path).map_err(|e| Error::io(path, e))?;
     Ok(absolute.to_string_lossy().into_owned())
 }
@@ -610,7 +626,8 @@ impl TableReader {
     ///
     /// [`Error::Cache`] when it is missing or not a table of `format`.
     pub fn open(path: &Path, format: CacheFormat) -> Result<TableReader> {
-        if !path.exists() {
+        local_parquet(path, format)?;
+        if !store::exists(path)? {
             return Err(Error::cache(path, "table is missing"));
         }
         match format {
