@@ -504,6 +504,29 @@ fn a_cache_at_an_object_store_uri_is_written_resumed_and_read_through_the_uri() 
 }
 
 #[test]
+fn a_cache_written_to_s3_reads_back_in_pylance_equal_to_a_local_one() {
+    let dir = scratch("s3");
+    let pipeline = write_pipeline(&dir, 2, 0, "");
+    // A local S3 server (moto) in the test's Python; the script compares table by table.
+    let out = run_ok(
+        Command::new(python())
+            .arg(repo().join("tests/python/s3_roundtrip.py"))
+            .arg(BIN)
+            .arg(&pipeline)
+            .arg(shared_cache())
+            .current_dir(&dir),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .expect("a JSON report");
+    let report: serde_json::Value = serde_json::from_str(line).unwrap();
+    // The images table and three teachers.
+    assert_eq!(report["compared"].as_array().unwrap().len(), 4, "{report}");
+}
+
+#[test]
 fn a_teacher_added_later_equals_the_same_teacher_extracted_with_the_others() {
     let dir = scratch("add-teacher");
     let pipeline = write_pipeline(&dir, 2, 0, "");
