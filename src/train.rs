@@ -449,35 +449,32 @@ fn targets(
     batch: &[u64],
     device: Device,
 ) -> Result<(Option<Tensor>, Tensor)> {
-    let (s, e) = (table.shape, table.encodings);
-    let mut columns = codec::columns(tc::PATCH_TOKENS, e.patch_tokens);
-    if s.summary_dim > 0 {
-        columns.extend(codec::columns(tc::SUMMARY, e.summary));
-    }
+    let s = table.shape;
+    let features = cache::feature_columns(s, table.encodings);
+    let columns: Vec<String> = features
+        .iter()
+        .flat_map(|f| codec::columns(f.column, f.encoding))
+        .collect();
     let names: Vec<&str> = columns.iter().map(String::as_str).collect();
     let rows = table.reader.take(batch, &names)?;
     let b = batch.len() as i64;
-    let decode = |column: &str, encoding, values: usize, tokens: usize| -> Result<Tensor> {
-        let data = codec::decode(&rows, column, encoding, values, tokens).map_err(|message| {
-            Error::Feature {
-                teacher: table.name.clone(),
-                message,
-            }
-        })?;
-        Ok(Tensor::from_slice(&data).to_device(device))
-    };
-    let patches = decode(
-        tc::PATCH_TOKENS,
-        e.patch_tokens,
-        s.patch_values(),
-        s.num_tokens(),
-    )?
-    .view([b, s.num_tokens() as i64, s.patch_dim as i64]);
-    let summary = if s.summary_dim > 0 {
-        Some(decode(tc::SUMMARY, e.summary, s.summary_dim, 1)?.view([b, s.summary_dim as i64]))
-    } else {
-        None
-    };
+    let (mut summary, mut patches) = (None, None);
+    for f in &features {
+        let data =
+            codec::decode(&rows, f.column, f.encoding, f.values, f.tokens).map_err(|message| {
+                Error::Feature {
+                    teacher: table.name.clone(),
+                    message,
+                }
+            })?;
+        let values = Tensor::from_slice(&data).to_device(device);
+        if f.column == tc::SUMMARY {
+            summary = Some(values.view([b, s.summary_dim as i64]));
+        } else {
+            patches = Some(values.view([b, s.num_tokens() as i64, s.patch_dim as i64]));
+        }
+    }
+    let patches = patches.expect("every teacher table has patch tokens");
     Ok((summary, patches))
 }
 
