@@ -71,13 +71,6 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
         Some(shard) => shards_dir(&pipeline.extract.output).join(shard.dir_name()),
         None => pipeline.extract.output.clone(),
     };
-    if pipeline.extract.shard.is_some() && store::is_uri(&output) {
-        return Err(Error::Config(format!(
-            "--shard needs a local output ({} is an object-store URI): commit links the \
-             shards' files",
-            output.display()
-        )));
-    }
     if pipeline.extract.format == CacheFormat::Parquet && store::is_uri(&output) {
         return Err(Error::Config(format!(
             "{} is an object-store URI; Parquet caches are local, use format = \"lance\"",

@@ -620,13 +620,15 @@ fn run_commit(args: CommitArgs) -> Result<()> {
     let files = report.files;
     if files.linked + files.copied > 0 {
         println!(
-            "  lance data files: {} hard-linked, {} copied (across file systems)",
+            "  data files: {} hard-linked, {} copied (from another file system, or by the \
+             object store)",
             files.linked, files.copied
         );
     }
     if args.remove_shards {
         let dir = extract::shards_dir(&args.output);
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        cache::store::remove_dir_all(&dir)
+            .with_context(|| format!("removing {}", dir.display()))?;
         println!("  removed {}", dir.display());
     }
     Ok(())

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cache::{join_lance, join_parquet, JoinedFiles, Manifest};
+use crate::cache::{join_lance, join_parquet, store, JoinedFiles, Manifest, MANIFEST_FILE};
 use crate::config::{CacheFormat, Shard};
 use crate::error::{Error, Result};
 use crate::extract::shards_dir;
@@ -36,7 +36,8 @@ pub struct CommitReport {
 ///
 /// [`Error::Cache`] naming the missing or disagreeing shard, or an `output` that exists.
 pub fn commit(output: &Path, progress: &dyn Progress) -> Result<CommitReport> {
-    if output.exists() {
+    let on_store = store::is_uri(output);
+    if store::exists(&output.join(MANIFEST_FILE))? || (!on_store && output.exists()) {
         return Err(Error::cache(
             output,
             "exists already; the shards are not committed over it",
@@ -44,25 +45,37 @@ pub fn commit(output: &Path, progress: &dyn Progress) -> Result<CommitReport> {
     }
     let (dirs, manifests) = load_shards(output)?;
     check_agreement(&dirs, &manifests)?;
-    let partial = {
+    // Built aside and renamed into place; an object store has no rename, so there the
+    // join is built in place and its manifest, written last, makes it a cache.
+    let partial = if on_store {
+        output.to_path_buf()
+    } else {
         let mut name = output.as_os_str().to_os_string();
         name.push(".partial");
         PathBuf::from(name)
     };
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+    if on_store && store::exists(output)? && !store::exists(&partial.join(MARKER))? {
+        return Err(Error::cache(
+            output,
+            "holds objects that are not an unfinished commit; refusing to write there",
+        ));
     }
-    std::fs::create_dir_all(partial.join("teachers")).map_err(|e| Error::io(&partial, e))?;
+    store::remove_dir_all(&partial)?;
+    store::create_dir_all(&partial.join("teachers"))?;
+    store::write(&partial.join(MARKER), b"{}")?;
     let result = join_tables(&dirs, &manifests, &partial, progress);
     let (manifest, files) = match result {
         Ok(joined) => joined,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&partial);
+            let _ = store::remove_dir_all(&partial);
             return Err(e);
         }
     };
     manifest.save(&partial)?;
-    std::fs::rename(&partial, output).map_err(|e| Error::io(output, e))?;
+    store::remove_file(&partial.join(MARKER))?;
+    if !on_store {
+        std::fs::rename(&partial, output).map_err(|e| Error::io(output, e))?;
+    }
     Ok(CommitReport {
         output: output.to_path_buf(),
         shards: dirs.len(),
@@ -72,17 +85,15 @@ pub fn commit(output: &Path, progress: &dyn Progress) -> Result<CommitReport> {
     })
 }
 
+/// Marks a directory as an unfinished commit, until its manifest is written.
+const MARKER: &str = "commit.json";
+
 fn load_shards(output: &Path) -> Result<(Vec<PathBuf>, Vec<Manifest>)> {
     let root = shards_dir(output);
-    let entries = std::fs::read_dir(&root)
+    let names = store::list_names(&root)
         .map_err(|e| Error::cache(&root, format!("cannot list shards: {e}")))?;
     let mut found: Vec<Shard> = Vec::new();
-    for entry in entries {
-        let name = entry
-            .map_err(|e| Error::io(&root, e))?
-            .file_name()
-            .to_string_lossy()
-            .into_owned();
+    for name in names {
         if let Some((k, n)) = name.split_once("-of-") {
             if let (Ok(index), Ok(count)) = (k.parse(), n.parse()) {
                 found.push(Shard { index, count });
@@ -161,7 +172,7 @@ fn join_tables(
         };
         files.linked += joined.linked;
         files.copied += joined.copied;
-        sizes.push(crate::cache::table::disk_bytes(&dest)?);
+        sizes.push(store::bytes_under(&dest)?);
         progress.advance(1, 0);
     }
     progress.finish();

@@ -332,15 +332,23 @@ fn a_killed_parquet_run_resumes_to_exactly_the_uninterrupted_cache() {
     killed_and_resumed(CacheFormat::Parquet);
 }
 
-/// Whether the run building `partial` reached a checkpoint (its journal records versions).
-fn checkpointed(partial: &Path) -> bool {
+/// Source records done at the last checkpoint of the run building `partial` (0 before
+/// the first, or when there is no run).
+fn checkpoint_records(partial: &Path) -> usize {
     let Ok(text) = std::fs::read_to_string(partial.join("journal.json")) else {
-        return false;
+        return 0;
     };
-    let journal: serde_json::Value = serde_json::from_str(&text).unwrap();
-    journal["versions"]
+    // Read while the run may be writing it: a partial read counts as no checkpoint.
+    let Ok(journal) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return 0;
+    };
+    let checkpointed = journal["versions"]
         .as_object()
-        .is_some_and(|v| !v.is_empty())
+        .is_some_and(|v| !v.is_empty());
+    match journal["records_done"].as_u64() {
+        Some(n) if checkpointed => n as usize,
+        _ => 0,
+    }
 }
 
 fn killed_and_resumed(format: CacheFormat) {
@@ -356,15 +364,28 @@ fn killed_and_resumed(format: CacheFormat) {
     extract(&dir, &pipeline, &["--output", "whole"]);
     let whole_ms = started.elapsed().as_millis() as u64;
 
-    // Kill -9 at spread-out moments of a run (startup, early, middle, late), resuming each
-    // time, until a run completes.
+    // Kill -9 at moments spread over a run, resuming each time: at random times, and just
+    // after checkpoints that the journal shows, so that resumes are tested however fast
+    // or loaded the machine is.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    let jitter = u64::from(nanos % 100);
+    let jitter = |i: u32| u64::from(nanos.rotate_left(7 * i) % 40);
+    enum Kill {
+        At(u64),
+        AfterRecords(usize),
+    }
+    let partial = dir.join("resumed.partial");
+    let plan = [
+        Kill::At(whole_ms / 5),
+        Kill::AfterRecords(2),
+        Kill::At(whole_ms / 2),
+        Kill::AfterRecords(5),
+        Kill::AfterRecords(8),
+    ];
     let (mut kills, mut resumable) = (0, 0);
-    for percent in [35, 55, 70, 85, 60, 75, 90] {
+    for (i, kill) in plan.iter().enumerate() {
         let mut child = distillery(&dir)
             .args([
                 "extract",
@@ -377,16 +398,27 @@ fn killed_and_resumed(format: CacheFormat) {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(
-            whole_ms * percent / 100 + jitter,
-        ));
+        let ms = std::time::Duration::from_millis;
+        match *kill {
+            Kill::At(t) => std::thread::sleep(ms(t + jitter(i as u32))),
+            Kill::AfterRecords(n) => {
+                let deadline = std::time::Instant::now() + ms(whole_ms * 5);
+                while checkpoint_records(&partial) < n && std::time::Instant::now() < deadline {
+                    if child.try_wait().unwrap().is_some() {
+                        break;
+                    }
+                    std::thread::sleep(ms(2));
+                }
+                std::thread::sleep(ms(jitter(i as u32)));
+            }
+        }
         if child.try_wait().unwrap().is_some() {
-            break;
+            break; // the run ended before this kill
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         kills += 1;
-        resumable += usize::from(checkpointed(&dir.join("resumed.partial")));
+        resumable += usize::from(checkpoint_records(&partial) > 0);
         if dir.join("resumed").exists() {
             break; // killed after its final rename: the cache is complete (checked below)
         }
@@ -522,8 +554,8 @@ fn a_cache_written_to_s3_reads_back_in_pylance_equal_to_a_local_one() {
         .rfind(|l| l.starts_with('{'))
         .expect("a JSON report");
     let report: serde_json::Value = serde_json::from_str(line).unwrap();
-    // The images table and three teachers.
-    assert_eq!(report["compared"].as_array().unwrap().len(), 4, "{report}");
+    // The images table and three teachers, written whole and joined from shards.
+    assert_eq!(report["compared"].as_array().unwrap().len(), 8, "{report}");
 }
 
 #[test]

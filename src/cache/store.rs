@@ -185,6 +185,51 @@ pub fn bytes_under(path: &Path) -> Result<u64> {
     })
 }
 
+/// Copies the file `from` to `to`; on an object store the copy is made by the store, so
+/// no byte passes through this machine.
+///
+/// # Errors
+///
+/// When the file cannot be read or written.
+pub fn copy(from: &Path, to: &Path) -> Result<()> {
+    if !is_uri(from) && !is_uri(to) {
+        return std::fs::copy(from, to)
+            .map(|_| ())
+            .map_err(|e| Error::io(from, e));
+    }
+    runtime().block_on(async {
+        let (store, source) = ObjectStore::from_uri(&from.to_string_lossy())
+            .await
+            .map_err(at(from))?;
+        let (_, dest) = ObjectStore::from_uri(&to.to_string_lossy())
+            .await
+            .map_err(at(to))?;
+        store.copy(&source, &dest).await.map_err(at(from))
+    })
+}
+
+/// Names of the entries directly under the directory `path` (files and subdirectories).
+///
+/// # Errors
+///
+/// When the directory cannot be listed.
+pub fn list_names(path: &Path) -> Result<Vec<String>> {
+    if !is_uri(path) {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(|e| Error::io(path, e))? {
+            let entry = entry.map_err(|e| Error::io(path, e))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        return Ok(names);
+    }
+    runtime().block_on(async {
+        let (store, prefix) = ObjectStore::from_uri(&path.to_string_lossy())
+            .await
+            .map_err(at(path))?;
+        store.read_dir(prefix).await.map_err(at(path))
+    })
+}
+
 /// Makes the local directory `path`; object stores have no directories to make.
 ///
 /// # Errors
@@ -235,6 +280,13 @@ mod tests {
             assert_eq!(read(&file).unwrap().as_deref(), Some(&b"{\"a\": 2}"[..]));
             assert!(exists(root).unwrap() && exists(&file).unwrap());
             assert_eq!(bytes_under(root).unwrap(), 8);
+            let names = list_names(&root.join("sub")).unwrap();
+            assert_eq!(names, vec!["manifest.json".to_string()]);
+            copy(&file, &root.join("sub/copy.json")).unwrap();
+            assert_eq!(
+                read(&root.join("sub/copy.json")).unwrap(),
+                read(&file).unwrap()
+            );
             remove_file(&file).unwrap();
             remove_file(&file).unwrap();
             assert_eq!(read(&file).unwrap(), None);

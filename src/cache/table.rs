@@ -403,11 +403,13 @@ pub fn join_parquet(sources: &[PathBuf], dest: &Path) -> Result<JoinedFiles> {
     Ok(files)
 }
 
+/// Hard-links `from` as `to`, or copies it where no link can be made: across local file
+/// systems, or on an object store (a copy made by the store itself).
 fn link_or_copy(from: &Path, to: &Path, files: &mut JoinedFiles) -> Result<()> {
-    if std::fs::hard_link(from, to).is_ok() {
+    if !store::is_uri(from) && std::fs::hard_link(from, to).is_ok() {
         files.linked += 1;
     } else {
-        std::fs::copy(from, to).map_err(|e| Error::io(from, e))?;
+        store::copy(from, to)?;
         files.copied += 1;
     }
     Ok(())
@@ -418,13 +420,14 @@ fn link_or_copy(from: &Path, to: &Path, files: &mut JoinedFiles) -> Result<()> {
 pub struct JoinedFiles {
     /// Data files hard-linked: no byte was copied.
     pub linked: usize,
-    /// Data files copied, where a link could not be made (another file system).
+    /// Data files copied, where no link could be made: from another file system, or on
+    /// an object store (by the store).
     pub copied: usize,
 }
 
 /// Creates the Lance table `dest` from the rows of the tables `sources`, in that order,
 /// without rewriting any row: each source's data files are hard-linked into `dest` (or
-/// copied byte for byte across file systems) and the fragments that name them are
+/// copied whole, across file systems or by an object store) and the fragments that name them are
 /// committed together as the first version of `dest`. The sources stay intact.
 ///
 /// # Errors
@@ -438,7 +441,7 @@ pub fn join_lance(sources: &[PathBuf], dest: &Path) -> Result<JoinedFiles> {
     let first = sources
         .first()
         .ok_or_else(|| Error::cache(dest, "has no table to join"))?;
-    if dest.exists() {
+    if store::exists(dest)? {
         return Err(Error::cache(dest, "exists already"));
     }
     let runtime = runtime()?;
@@ -449,7 +452,7 @@ pub fn join_lance(sources: &[PathBuf], dest: &Path) -> Result<JoinedFiles> {
     };
     let schema = open(first)?.schema().clone();
     let data = dest.join("data");
-    std::fs::create_dir_all(&data).map_err(|e| Error::io(&data, e))?;
+    store::create_dir_all(&data)?;
     let mut files = JoinedFiles::default();
     let mut fragments = Vec::new();
     for source in sources {
