@@ -163,7 +163,9 @@ pub struct ExtractConfig {
     /// Replace an existing cache at `output`.
     #[serde(default)]
     pub overwrite: bool,
-    /// Source records between checkpoints (Lance): a killed run resumes from the last one.
+    /// Source records between checkpoints: a killed run resumes from the last one. A
+    /// checkpoint is taken at the first chunk boundary (batch_size / views_per_image
+    /// images) after each checkpoint_every records.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: usize,
     /// `views` (default): K augmented views per image. `full-image`: each teacher runs once
@@ -459,6 +461,12 @@ impl Pipeline {
         if e.batch_size == 0 {
             return Err(Error::Config("extract.batch_size must be positive".into()));
         }
+        if e.checkpoint_every == 0 {
+            return Err(Error::Config(
+                "extract.checkpoint_every must be positive (source records between checkpoints)"
+                    .into(),
+            ));
+        }
         if e.patch_mode == PatchMode::FullImage && e.views_per_image != 1 {
             return Err(Error::Config(format!(
                 "extract.patch_mode = \"full-image\" stores one row per image; \
@@ -541,6 +549,45 @@ fn check_range(name: &str, range: [f64; 2], lo: f64, hi: f64) -> Result<()> {
         Err(Error::Config(format!(
             "{name} {range:?} must be an increasing pair in ({lo}, {hi}]"
         )))
+    }
+}
+
+/// Appends to `out` the dotted names (under `prefix`) of the settings in which two
+/// serialised pipelines differ.
+pub fn json_differences(
+    prefix: &str,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for key in keys {
+                let name = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                let null = Value::Null;
+                json_differences(
+                    &name,
+                    x.get(key).unwrap_or(&null),
+                    y.get(key).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                json_differences(&format!("{prefix}[{i}]"), x, y, out);
+            }
+        }
+        _ if a != b => out.push(prefix.to_string()),
+        _ => {}
     }
 }
 

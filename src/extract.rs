@@ -45,6 +45,8 @@ pub struct ExtractReport {
     pub teachers: Vec<TeacherReport>,
     pub images_table_bytes: u64,
     pub seconds: f64,
+    /// Source records done at the checkpoint this run resumed from, if it resumed.
+    pub resumed_from: Option<usize>,
 }
 
 /// Rows and bytes of one teacher's table.
@@ -78,6 +80,12 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
         )));
     }
     check_output(&output, pipeline.extract.overwrite)?;
+    if store::is_uri(&pipeline.source.path) {
+        return Err(Error::Config(format!(
+            "source {} is an object-store URI; sources are read from local paths",
+            pipeline.source.path.display()
+        )));
+    }
     let teachers = load_teachers(pipeline)?;
     let source = Source::open(&pipeline.source)?;
     tracing::info!(
@@ -92,6 +100,7 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
         store::create_dir_all(parent)?;
     }
     let resume = prepare_partial(pipeline, &partial)?;
+    let resumed_from = resume.as_ref().map(|j| j.records_done);
     let result = extract_into(pipeline, &teachers, &source, &partial, resume, progress);
     let mut report = match result {
         Ok(report) => report,
@@ -106,6 +115,7 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
     store::remove_file(&partial.join(JOURNAL_FILE))?;
     commit(&partial, &output)?;
     report.output = output;
+    report.resumed_from = resumed_from;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -117,8 +127,7 @@ pub fn shards_dir(output: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// File in `<output>.partial` recording the last checkpoint of a run.
-pub const JOURNAL_FILE: &str = "journal.json";
+pub use crate::cache::JOURNAL_FILE;
 
 /// The last checkpoint of a run: every table committed up to `records_done` source
 /// records, at the recorded versions.
@@ -134,14 +143,39 @@ struct Journal {
     versions: BTreeMap<String, u64>,
 }
 
+/// What a resumed run must share with the interrupted one: everything that shapes the
+/// rows (source, views, teachers, batches, device, format), not `[train]`, `overwrite` or
+/// `checkpoint_every`.
 fn fingerprint(pipeline: &Pipeline) -> String {
     let mut p = pipeline.clone();
     p.extract.overwrite = false;
+    p.extract.checkpoint_every = 0;
+    p.train = Default::default();
     format!(
         "{}\n{}",
         env!("CARGO_PKG_VERSION"),
         serde_json::to_string(&p).expect("pipeline serialises")
     )
+}
+
+/// The settings in which two fingerprints differ, as `extract.batch_size` and the like.
+fn differences(theirs: &str, ours: &str) -> String {
+    let split = |f: &str| -> (String, serde_json::Value) {
+        let (version, json) = f.split_once('\n').unwrap_or((f, "null"));
+        let value = serde_json::from_str(json).unwrap_or(serde_json::Value::Null);
+        (version.to_string(), value)
+    };
+    let ((their_version, theirs), (our_version, ours)) = (split(theirs), split(ours));
+    let mut names = Vec::new();
+    if their_version != our_version {
+        names.push(format!("distillery {their_version} then {our_version}"));
+    }
+    crate::config::json_differences("", &theirs, &ours, &mut names);
+    if names.is_empty() {
+        "its journal is unreadable".into()
+    } else {
+        format!("other {}", names.join(", "))
+    }
 }
 
 impl Journal {
@@ -177,7 +211,8 @@ impl Journal {
 /// pipeline (rolling every table back to it), or starts afresh.
 fn prepare_partial(pipeline: &Pipeline, partial: &Path) -> Result<Option<Journal>> {
     if let Some(journal) = Journal::load(partial)? {
-        if journal.fingerprint == fingerprint(pipeline) && journal.checkpointed() {
+        let ours = fingerprint(pipeline);
+        if journal.fingerprint == ours && journal.checkpointed() {
             let format = pipeline.extract.format;
             for (table, version) in &journal.versions {
                 cache::table::restore_version(&partial.join(table), format, *version)?;
@@ -189,10 +224,13 @@ fn prepare_partial(pipeline: &Pipeline, partial: &Path) -> Result<Option<Journal
             );
             return Ok(Some(journal));
         }
-        tracing::warn!(
-            "{} holds a run of another pipeline; starting afresh",
-            partial.display()
-        );
+        if journal.checkpointed() {
+            tracing::warn!(
+                "{} holds a run of another pipeline ({}); starting afresh",
+                partial.display(),
+                differences(&journal.fingerprint, &ours)
+            );
+        }
     }
     store::remove_dir_all(partial)?;
     store::create_dir_all(&partial.join("teachers"))?;
@@ -363,7 +401,8 @@ fn extract_into(
     progress.finish();
     consumed?;
 
-    if state.images == 0 {
+    // A shard may hold no image (more shards than images); it is still a shard to commit.
+    if state.images == 0 && pipeline.extract.shard.is_none() {
         return Err(Error::Source {
             path: source.root().to_path_buf(),
             message: format!(
@@ -755,10 +794,15 @@ fn finish_cache(
         teachers,
         images_table_bytes: images_summary.bytes,
         seconds: 0.0,
+        resumed_from: None,
     })
 }
 
+/// `path` made absolute; an object-store URI is left as it is.
 pub(crate) fn absolute(path: &Path) -> PathBuf {
+    if store::is_uri(path) {
+        return path.to_path_buf();
+    }
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
@@ -821,4 +865,32 @@ pub fn bench_teachers(pipeline: &Pipeline) -> Result<TeacherBench> {
         seconds,
         images_per_s: images as f64 / seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline() -> Pipeline {
+        toml::from_str(
+            "[source]\npath = \"photos\"\n[extract]\noutput = \"cache\"\n\
+             [[teacher]]\nname = \"clip\"\npath = \"clip.pt\"\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_run_resumes_whatever_the_train_section_but_not_with_other_batches() {
+        let first = pipeline();
+        let mut other_training = first.clone();
+        other_training.train.epochs += 5;
+        other_training.extract.checkpoint_every += 1;
+        other_training.extract.overwrite = true;
+        assert_eq!(fingerprint(&first), fingerprint(&other_training));
+        let mut other_batches = first.clone();
+        other_batches.extract.batch_size = 7;
+        other_batches.teachers[0].precision = "fp16".into();
+        let said = differences(&fingerprint(&first), &fingerprint(&other_batches));
+        assert_eq!(said, "other extract.batch_size, teacher[0].precision");
+    }
 }

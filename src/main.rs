@@ -62,19 +62,19 @@ struct AddTeacherArgs {
     /// TorchScript file exported by pipelines/export_teacher.py; its sidecar is <path>.json.
     #[arg(long)]
     path: PathBuf,
-    /// Inference precision: fp32 (default), fp16 or bf16.
+    /// Inference precision: fp32, fp16 or bf16.
     #[arg(long, default_value = "fp32")]
     precision: String,
-    /// Stored value type of the summary (default float16).
+    /// Stored value type of the summary: float32, float16, bfloat16 or int8.
     #[arg(long, default_value = "float16")]
     summary_codec: String,
-    /// Stored value type of the patch tokens (default float16).
+    /// Stored value type of the patch tokens: float32, float16, bfloat16 or int8.
     #[arg(long, default_value = "float16")]
     patch_codec: String,
-    /// Torch device: cpu (default), cuda or cuda:N.
+    /// Torch device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Views per forward pass (default 32).
+    /// Views per forward pass.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
 }
@@ -91,7 +91,7 @@ struct CodecsArgs {
 
 #[derive(Args)]
 struct InspectArgs {
-    /// Cache directory.
+    /// Cache directory, or object-store URI (s3://, gs://, az://).
     #[arg(long)]
     cache: PathBuf,
 }
@@ -116,7 +116,8 @@ struct ExtractArgs {
     /// source.kind says (overrides source.path).
     #[arg(long)]
     source: Option<PathBuf>,
-    /// Cache directory to create (overrides extract.output).
+    /// Cache to create (overrides extract.output): a directory, or an object-store URI
+    /// (s3://, gs://, az://; Lance only, written in place, never replaced).
     #[arg(long)]
     output: Option<PathBuf>,
     /// Augmented views per image (overrides extract.views_per_image; default 2).
@@ -145,14 +146,15 @@ struct ExtractArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Cache to train from (default: the pipeline's extract.output).
+    /// Cache to train from, a directory or object-store URI (default: the pipeline's
+    /// extract.output).
     #[arg(long)]
     cache: Option<PathBuf>,
     /// Pipeline TOML whose [train] section to use (default: the one recorded in the
     /// cache's manifest).
     #[arg(long)]
     pipeline: Option<PathBuf>,
-    /// Directory for the checkpoint and loss log (overrides train.output).
+    /// Local directory for the checkpoint and loss log (overrides train.output).
     #[arg(long)]
     output: Option<PathBuf>,
     /// Passes over the cache (overrides train.epochs; default 2).
@@ -174,10 +176,11 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct StatsArgs {
-    /// Cache directory.
+    /// Cache directory, or object-store URI (s3://, gs://, az://).
     #[arg(long)]
     cache: PathBuf,
-    /// Directory for the Parquet tables (default: <cache>/stats).
+    /// Local directory for the Parquet tables (default: <cache>/stats; required when the
+    /// cache is a URI).
     #[arg(long)]
     output: Option<PathBuf>,
 }
@@ -234,10 +237,18 @@ impl Progress for Bars {
 fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DISTILLERY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Output piped into `head` ends quietly, as in other command-line tools, instead of
+    // panicking on a closed stdout.
+    // SAFETY: called once, first thing, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {}", error_chain(&e));
         std::process::exit(1);
@@ -308,6 +319,9 @@ fn print_extract(r: &extract::ExtractReport) {
         "extract: {} images, {} views each, {} rows per teacher, in {:.1}s",
         r.images, r.views_per_image, r.rows, r.seconds
     );
+    if let Some(records) = r.resumed_from {
+        println!("  resumed an interrupted run from its checkpoint at source record {records}");
+    }
     for rej in &r.rejected {
         println!("  skipped {}: {}", rej.key, rej.error);
     }
@@ -345,6 +359,13 @@ fn run_train(args: TrainArgs) -> Result<()> {
     }
     if let Some(v) = args.device {
         config.device = v;
+    }
+    if cache::store::is_uri(&config.output) {
+        anyhow::bail!(
+            "train output {} is an object-store URI: the checkpoint and log go to a local \
+             directory",
+            config.output.display()
+        );
     }
     let report = train::run(&cache_dir, &config, &Bars::new())?;
     print_train(&report);
@@ -397,6 +418,12 @@ fn run_stats(args: StatsArgs) -> Result<()> {
         ),
         None => args.cache.join("stats"),
     };
+    if cache::store::is_uri(&out) {
+        anyhow::bail!(
+            "stats output {} is an object-store URI: the tables go to a local directory",
+            out.display()
+        );
+    }
     stats::write(&tables, &out)?;
     std::env::set_var("POLARS_FMT_MAX_COLS", "16");
     std::env::set_var("POLARS_TABLE_WIDTH", "200");
@@ -573,11 +600,14 @@ fn run_codecs(args: CodecsArgs) -> Result<()> {
     Ok(())
 }
 
-/// A fresh scratch directory beside the cache, for the measurement tables.
+/// A fresh local scratch directory for the measurement tables (the cache may be a URI).
 fn tempfile_dir(cache: &Path) -> Result<PathBuf> {
-    let mut name = cache.as_os_str().to_os_string();
-    name.push(format!(".codecs-{}", std::process::id()));
-    let dir = PathBuf::from(name);
+    let name = cache.file_name().map(|n| n.to_string_lossy().into_owned());
+    let dir = std::env::temp_dir().join(format!(
+        "distillery-codecs-{}-{}",
+        name.unwrap_or_default(),
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }

@@ -140,9 +140,18 @@ fn check_agreement(dirs: &[PathBuf], manifests: &[Manifest]) -> Result<()> {
     };
     for (dir, m) in dirs.iter().zip(manifests).skip(1) {
         if key(m) != key(first) || m.table_format != first.table_format {
+            let value = |m: &Manifest| serde_json::from_str(&key(m)).expect("valid JSON");
+            let mut names = Vec::new();
+            crate::config::json_differences("", &value(first), &value(m), &mut names);
+            if m.table_format != first.table_format {
+                names.push("table_format".into());
+            }
             return Err(Error::cache(
                 dir,
-                "was made with another pipeline than shard 0",
+                format!(
+                    "was made with another pipeline than shard 0 (other {})",
+                    names.join(", ")
+                ),
             ));
         }
     }

@@ -50,7 +50,12 @@ struct ImageStore {
 
 impl ImageStore {
     /// Reopens the cache's source; only the images the cache holds are kept.
-    fn open(manifest: &Manifest, cached: &HashSet<u64>, budget: usize) -> Result<Self> {
+    fn open(
+        cache_dir: &Path,
+        manifest: &Manifest,
+        cached: &HashSet<u64>,
+        budget: usize,
+    ) -> Result<Self> {
         let source = Source::open(&manifest.pipeline.source)?;
         let records = source
             .records()
@@ -59,8 +64,9 @@ impl ImageStore {
             .map(|r| (r.id, r.clone()))
             .collect::<HashMap<_, _>>();
         if let Some(missing) = cached.iter().find(|id| !records.contains_key(id)) {
+            let key = cached_key(cache_dir, manifest, *missing).unwrap_or_else(|| "?".into());
             return Err(Error::Train(format!(
-                "image {missing} of the cache is no longer in the source {}",
+                "image {key} (id {missing}) of the cache is no longer in the source {}",
                 source.root().display()
             )));
         }
@@ -132,6 +138,22 @@ struct TeacherTable {
     weights: LossWeights,
 }
 
+/// The source key (path) that the images table of the cache gives image `id`.
+fn cached_key(cache_dir: &Path, manifest: &Manifest, id: u64) -> Option<String> {
+    use cache::images_columns::{ID, PATH};
+    let table = cache_dir.join(&manifest.images_table);
+    let reader = TableReader::open(&table, manifest.table_format).ok()?;
+    for batch in reader.scan(&[ID, PATH], 4096).ok()? {
+        let batch = batch.ok()?;
+        let ids = batch[ID].as_primitive::<UInt64Type>();
+        let paths = batch[PATH].as_string::<i32>();
+        if let Some(row) = ids.values().iter().position(|&v| v == id) {
+            return Some(paths.value(row).to_string());
+        }
+    }
+    None
+}
+
 /// Trains a student from the cache at `cache_dir`.
 ///
 /// # Errors
@@ -146,7 +168,7 @@ pub fn run(cache_dir: &Path, config: &TrainConfig, progress: &dyn Progress) -> R
     let rows = read_views(&tables[0].reader)?;
     check_alignment(&tables, &rows)?;
     let cached: HashSet<u64> = rows.iter().map(|r| r.image_id).collect();
-    let images = ImageStore::open(&manifest, &cached, DECODED_BUDGET)?;
+    let images = ImageStore::open(cache_dir, &manifest, &cached, DECODED_BUDGET)?;
     let device = parse_device(&config.device)?;
     std::fs::create_dir_all(&config.output).map_err(|e| Error::io(&config.output, e))?;
 

@@ -728,6 +728,34 @@ fn shards_committed_together_equal_the_cache_of_one_run() {
     run_ok(distillery(&dir).args([
         "train", "--cache", "cache", "--epochs", "1", "--output", "student",
     ]));
+
+    // More shards than images: the empty shards are committed with the others.
+    let one = dir.join("one");
+    std::fs::create_dir_all(&one).unwrap();
+    std::fs::copy(fixture().photos.join("rocket.jpg"), one.join("rocket.jpg")).unwrap();
+    for k in 0..2 {
+        let shard = format!("{k}/3");
+        let source = one.to_str().unwrap();
+        let flags = ["--source", source, "--output", "tiny", "--shard", &shard];
+        extract(&dir, &pipeline, &flags);
+    }
+    let err = run_err(distillery(&dir).args(["commit", "--output", "tiny"]));
+    assert!(err.contains("shard 2/3 is missing"), "{err}");
+    let source = one.to_str().unwrap();
+    extract(
+        &dir,
+        &pipeline,
+        &["--source", source, "--output", "tiny", "--shard", "2/3"],
+    );
+    run_ok(distillery(&dir).args(["commit", "--output", "tiny"]));
+    let tiny = Manifest::load(&dir.join("tiny")).unwrap();
+    assert_eq!((tiny.images, tiny.rows), (1, 2));
+    for entry in &tiny.teachers {
+        assert_eq!(
+            read_all(&dir.join("tiny"), &entry.table, CacheFormat::Lance).num_rows(),
+            2
+        );
+    }
 }
 
 #[test]

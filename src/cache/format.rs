@@ -18,6 +18,9 @@ pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
 /// File name of the manifest inside a cache directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
+/// File recording the last checkpoint of an extract run, in the directory it builds.
+pub const JOURNAL_FILE: &str = "journal.json";
+
 /// Column names of the images table.
 pub mod images_columns {
     pub const ID: &str = "id";

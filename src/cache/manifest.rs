@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::format::{MANIFEST_FILE, READABLE_VERSIONS};
+use crate::cache::format::{JOURNAL_FILE, MANIFEST_FILE, READABLE_VERSIONS};
 use crate::cache::store;
 use crate::config::{CacheFormat, Pipeline};
 use crate::error::{Error, Result};
@@ -81,15 +81,30 @@ impl Manifest {
     /// [`Error::Cache`] when `dir` holds no manifest, or one of another format version.
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_FILE);
+        let unfinished = "holds an unfinished extract run; run the same extract again to finish it";
         let text = match store::read(&path)? {
             Some(bytes) => bytes,
+            None if store::exists(&dir.join(JOURNAL_FILE))? => {
+                return Err(Error::cache(dir, unfinished))
+            }
             None if store::exists(dir)? => {
                 return Err(Error::cache(
                     dir,
                     format!("holds no {MANIFEST_FILE}; is this a cache?"),
                 ))
             }
-            None => return Err(Error::cache(dir, "does not exist")),
+            None => {
+                let mut partial = dir.as_os_str().to_os_string();
+                partial.push(".partial");
+                let partial = PathBuf::from(partial);
+                if store::exists(&partial.join(JOURNAL_FILE))? {
+                    return Err(Error::cache(
+                        dir,
+                        format!("does not exist yet: {} {unfinished}", partial.display()),
+                    ));
+                }
+                return Err(Error::cache(dir, "does not exist"));
+            }
         };
         let manifest: Manifest =
             serde_json::from_slice(&text).map_err(|source| Error::Json { path, source })?;

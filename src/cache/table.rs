@@ -253,18 +253,21 @@ fn write_lance(path: &Path, schema: SchemaRef, receiver: Receiver<Message>) -> R
     let receiver = Arc::new(std::sync::Mutex::new(receiver));
     let mut version = latest_version(&runtime, &uri);
     loop {
-        let first = match receiver.lock().expect("receiver").recv() {
-            Ok(Message::Batch(batch)) => batch,
+        let (first, last) = match receiver.lock().expect("receiver").recv() {
+            Ok(Message::Batch(batch)) => (batch, None),
             Ok(Message::Commit(reply)) => {
                 let _ = reply.send(Ok(version.unwrap_or(0)));
                 continue;
             }
             Ok(Message::Finish) if version.is_some() => return Ok(()),
             // A table with no row is still created, so that readers find it.
-            Ok(Message::Finish) => RecordBatch::new_empty(schema.clone()),
+            Ok(Message::Finish) => (
+                RecordBatch::new_empty(schema.clone()),
+                Some(GroupEnd::Finish),
+            ),
             Err(_) => return Err(Error::cache(path, "write aborted")),
         };
-        let end = Arc::new(std::sync::Mutex::new(None));
+        let end = Arc::new(std::sync::Mutex::new(last));
         let reader = GroupReader {
             schema: schema.clone(),
             first: Some(first),
@@ -1022,6 +1025,22 @@ mod tests {
             sink.send(numbers(&schema, 5..7)).unwrap();
             sink.finish().unwrap();
             assert_eq!(all_numbers(&path, format), (0..7).collect::<Vec<u64>>());
+        }
+    }
+
+    #[test]
+    fn a_table_with_no_row_is_created_with_its_schema() {
+        for format in [CacheFormat::Lance, CacheFormat::Parquet] {
+            let dir = tempfile::tempdir().unwrap();
+            let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::UInt64, false)]));
+            let path = dir.path().join(format!("empty.{}", format.extension()));
+            let summary = TableSink::create(&path, format, schema.clone())
+                .unwrap()
+                .finish();
+            assert_eq!(summary.unwrap().rows, 0, "{format:?}");
+            let reader = TableReader::open(&path, format).unwrap();
+            assert_eq!(reader.num_rows(), 0, "{format:?}");
+            assert_eq!(reader.column_names(), vec!["x"], "{format:?}");
         }
     }
 
