@@ -20,6 +20,6 @@ export_teacher --model samvit_base_patch16.sa1b --name sam --out teachers/sam.pt
   --img-size 64 --depth 2 --width 64 --heads 2 --window-size 2
 
 "$BIN" extract --pipeline "$REPO/pipelines/demo.toml" --overwrite
-"$BIN" train --pipeline "$REPO/pipelines/demo.toml"
+"$BIN" train --pipeline "$REPO/pipelines/demo.toml" --overwrite
 "$BIN" stats --cache cache
 echo "outputs under $(pwd): cache/ (features), student/ (checkpoint, loss log), cache/stats/"

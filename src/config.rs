@@ -288,6 +288,8 @@ pub struct TrainConfig {
     pub device: String,
     /// Loss weights per teacher name; teachers not listed get weight 1 for both terms.
     pub loss: BTreeMap<String, LossWeights>,
+    /// Replace the checkpoint and loss log of an earlier run in `output`.
+    pub overwrite: bool,
 }
 
 /// The student ViT.
@@ -400,6 +402,7 @@ impl Default for TrainConfig {
             seed: 0,
             device: default_device(),
             loss: BTreeMap::new(),
+            overwrite: false,
         }
     }
 }
@@ -638,6 +641,83 @@ mod tests {
         assert_eq!(p.extract.format, CacheFormat::Lance);
         assert_eq!(p.train.student, StudentConfig::tiny());
         assert_eq!(p.cache_dir(), PathBuf::from("cache"));
+    }
+
+    /// `pipelines/reference.toml` parses to the defaults and names every key there is,
+    /// set or shown commented out.
+    #[test]
+    fn the_reference_pipeline_lists_every_key_at_its_default() {
+        let text = include_str!("../pipelines/reference.toml");
+        let reference: Pipeline = toml::from_str(text).unwrap();
+        reference.validate().unwrap();
+        let mut defaults: Pipeline = toml::from_str(
+            r#"
+            [source]
+            path = "photos"
+            [extract]
+            output = "cache"
+            [[teacher]]
+            name = "clip"
+            path = "teachers/clip.pt"
+            "#,
+        )
+        .unwrap();
+        defaults
+            .train
+            .loss
+            .insert("clip".into(), LossWeights::default());
+        let json = |p: &Pipeline| serde_json::to_value(p).unwrap();
+        let mut differing = Vec::new();
+        json_differences("", &json(&defaults), &json(&reference), &mut differing);
+        assert!(differing.is_empty(), "not at the default: {differing:?}");
+
+        // Every optional key, set so that it serialises, must appear in the file.
+        defaults.source.column = Some("image".into());
+        defaults.source.label_column = Some("label".into());
+        defaults.source.id_column = Some("id".into());
+        defaults.extract.shard = Some(Shard { index: 0, count: 4 });
+        defaults.train.cache = Some("cache".into());
+        let mut leaves = Vec::new();
+        leaf_keys("", &json(&defaults), &mut leaves);
+        // The file's keys as dotted paths, under the table header above each.
+        let mut listed = std::collections::BTreeSet::new();
+        let mut table = String::new();
+        for line in text.lines() {
+            let line = line.trim_start_matches("# ").trim();
+            if let Some(header) = line.strip_prefix('[') {
+                table = header.trim_matches(|c| c == '[' || c == ']').to_string();
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                listed.insert(format!("{table}.{key}"));
+            }
+        }
+        // A key given as one value (shard = "k/N") covers the fields it serialises to.
+        let covered = |k: &String| {
+            listed.contains(k) || listed.iter().any(|l| k.starts_with(&format!("{l}.")))
+        };
+        let missing: Vec<&String> = leaves.iter().filter(|k| !covered(k)).collect();
+        assert!(missing.is_empty(), "not in pipelines/reference.toml: {missing:?}");
+    }
+
+    /// The dotted paths of the leaves of a JSON value, array indices dropped.
+    fn leaf_keys(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map {
+                    let name = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    leaf_keys(&name, v, out);
+                }
+            }
+            serde_json::Value::Array(items) if items.iter().all(|v| v.is_object()) => {
+                for v in items {
+                    leaf_keys(prefix, v, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
     }
 
     #[test]

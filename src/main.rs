@@ -71,6 +71,9 @@ struct AddTeacherArgs {
     /// Stored value type of the patch tokens: float32, float16, bfloat16 or int8.
     #[arg(long, default_value = "float16")]
     patch_codec: String,
+    /// Compression of both feature columns: native or bss-zstd.
+    #[arg(long, default_value = "native")]
+    compression: String,
     /// Torch device: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -172,6 +175,9 @@ struct TrainArgs {
     /// Torch device (overrides train.device; default cpu).
     #[arg(long)]
     device: Option<String>,
+    /// Replace the checkpoint and loss log of an earlier run in the output directory.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Args)]
@@ -360,6 +366,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
     if let Some(v) = args.device {
         config.device = v;
     }
+    config.overwrite |= args.overwrite;
     if cache::store::is_uri(&config.output) {
         anyhow::bail!(
             "train output {} is an object-store URI: the checkpoint and log go to a local \
@@ -469,6 +476,16 @@ fn run_inspect(args: InspectArgs) -> Result<()> {
         m.views_per_image,
         m.rows
     );
+    const SHOWN: usize = 20;
+    for rej in m.rejected.iter().take(SHOWN) {
+        println!("    rejected {}: {}", rej.key, rej.error);
+    }
+    if m.rejected.len() > SHOWN {
+        println!(
+            "    ... and {} more (all are listed in the manifest's \"rejected\")",
+            m.rejected.len() - SHOWN
+        );
+    }
     for entry in &m.teachers {
         let reader = cache::TableReader::open(&dir.join(&entry.table), m.table_format)?;
         let s = &entry.sidecar;
@@ -620,7 +637,7 @@ fn run_add_teacher(args: AddTeacherArgs) -> Result<()> {
         precision: args.precision,
         summary_codec: parse(&args.summary_codec)?,
         patch_codec: parse(&args.patch_codec)?,
-        compression: Default::default(),
+        compression: args.compression.parse().map_err(anyhow::Error::msg)?,
     };
     Pipeline::check_teacher(&teacher)?;
     let entry = distillery::add_teacher::run(

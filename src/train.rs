@@ -162,6 +162,7 @@ fn cached_key(cache_dir: &Path, manifest: &Manifest, id: u64) -> Option<String> 
 /// training value out of range.
 pub fn run(cache_dir: &Path, config: &TrainConfig, progress: &dyn Progress) -> Result<TrainReport> {
     config.validate()?;
+    refuse_earlier_run(config)?;
     let started = Instant::now();
     let manifest = Manifest::load(cache_dir)?;
     let tables = open_teachers(cache_dir, &manifest, config)?;
@@ -247,6 +248,24 @@ pub fn run(cache_dir: &Path, config: &TrainConfig, progress: &dyn Progress) -> R
         last: last.expect("at least one step"),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Fails, before any work, when `config.output` holds an earlier run's checkpoint or log
+/// and `config.overwrite` is not set.
+fn refuse_earlier_run(config: &TrainConfig) -> Result<()> {
+    if config.overwrite {
+        return Ok(());
+    }
+    for file in [CHECKPOINT_FILE, LOG_FILE] {
+        if config.output.join(file).exists() {
+            return Err(Error::Config(format!(
+                "train output {} already holds {file} from an earlier run: pass --overwrite \
+                 (train.overwrite = true) to replace it, or give another --output",
+                config.output.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Linear warm-up to the peak rate, then cosine decay to zero at the last step.

@@ -188,6 +188,27 @@ fn corrupt_and_empty_files_are_reported_and_every_good_image_is_cached() {
     for entry in &manifest.teachers {
         assert_eq!(entry.rows, manifest.rows, "{}", entry.name);
     }
+    // `inspect` names every rejected sample with its reason.
+    let out = run_ok(
+        distillery(&scratch("inspect"))
+            .args(["inspect", "--cache"])
+            .arg(cache),
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        printed.contains("    rejected empty.png: empty file (0 bytes)\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("    rejected broken.jpg: cannot decode"),
+        "{printed}"
+    );
+    let rows = format!(
+        "{} cached, 2 rejected; 2 views each; {} rows per teacher",
+        fixture().good_images.len(),
+        manifest.rows
+    );
+    assert!(printed.contains(&rows), "{printed}");
 }
 
 #[test]
@@ -215,6 +236,75 @@ fn stats_match_numpy_on_the_cache_read_by_pylance() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     // clip and dinov2 have both kinds, sam has patch tokens only.
     assert_eq!(report["checked"].as_array().unwrap().len(), 5, "{report}");
+    check_notebook(cache, &stats_dir);
+}
+
+/// notebooks/explore_cache.py, run as a script on `cache`, agrees with `distillery stats`
+/// (written to `stats_dir`), and draws one panel per teacher beside the photograph.
+fn check_notebook(cache: &Path, stats_dir: &Path) {
+    use polars::prelude::{ParquetReader, SerReader};
+    let out_dir = scratch("explore");
+    run_ok(
+        Command::new(python())
+            .arg(repo().join("notebooks/explore_cache.py"))
+            .arg(cache)
+            .arg(&out_dir),
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("explore.json")).unwrap()).unwrap();
+    let manifest = Manifest::load(cache).unwrap();
+    assert_eq!(report["rows"], manifest.rows);
+    let file = std::fs::File::open(stats_dir.join("stats.parquet")).unwrap();
+    let stats = ParquetReader::new(file).finish().unwrap();
+    let (teachers, kinds) = (stats.column("teacher").unwrap(), stats.column("kind").unwrap());
+    let norm_means = stats.column("norm_mean").unwrap();
+    let mut compared = 0;
+    for i in 0..stats.height() {
+        let teacher = teachers.str().unwrap().get(i).unwrap();
+        let kind = match kinds.str().unwrap().get(i).unwrap() {
+            "patch_tokens" => "patch",
+            other => other,
+        };
+        let expected = norm_means.f64().unwrap().get(i).unwrap();
+        let got = report["overall_norm_mean"][format!("{teacher}/{kind}")]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (got - expected).abs() <= 1e-9 * expected.abs(),
+            "{teacher}/{kind}: notebook {got}, stats {expected}"
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, 5);
+    // Per group: the views add up, and their weighted means give the overall mean.
+    let groups = report["per_group"].as_array().unwrap();
+    let views: u64 = groups.iter().map(|g| g["views"].as_u64().unwrap()).sum();
+    assert_eq!(views as usize, manifest.rows);
+    let weighted: f64 = groups
+        .iter()
+        .map(|g| g["views"].as_f64().unwrap() * g["clip/patch"].as_f64().unwrap())
+        .sum::<f64>()
+        / views as f64;
+    let overall = report["overall_norm_mean"]["clip/patch"].as_f64().unwrap();
+    assert!((weighted - overall).abs() <= 1e-9 * overall);
+    // Linear CKA: 1 on the diagonal, symmetric, within [0, 1].
+    let cka: Vec<Vec<f64>> = serde_json::from_value(report["cka_pooled_patch"].clone()).unwrap();
+    assert_eq!(cka.len(), 3);
+    for (i, row) in cka.iter().enumerate() {
+        assert!((row[i] - 1.0).abs() < 1e-9, "{cka:?}");
+        for (j, v) in row.iter().enumerate() {
+            assert!((v - cka[j][i]).abs() < 1e-9 && (0.0..=1.0 + 1e-9).contains(v), "{cka:?}");
+        }
+    }
+    // The picture: the photograph's crop, then one PCA panel per teacher on its grid.
+    let sheet = image::open(out_dir.join("features.png")).unwrap();
+    let panel = report["picture"]["panel"].as_u64().unwrap() as u32;
+    assert_eq!((sheet.width(), sheet.height()), (4 * panel, panel));
+    for entry in &manifest.teachers {
+        let grid = &report["pca_grids"][&entry.name];
+        assert_eq!(grid[0], entry.sidecar.grid[0], "{}", entry.name);
+        assert_eq!(grid[1], entry.sidecar.grid[1], "{}", entry.name);
+    }
 }
 
 #[test]
@@ -624,19 +714,23 @@ fn a_teacher_added_later_equals_the_same_teacher_extracted_with_the_others() {
             .arg(dir.join("cache"))
             .arg(dir.join("stats")),
     );
-    let err = run_err(
-        distillery(&dir)
-            .args([
-                "add-teacher",
-                "--cache",
-                "cache",
-                "--name",
-                "clip",
-                "--path",
-            ])
-            .arg(fixture().teachers.join("clip.pt")),
-    );
+    let add_err = |flags: &[&str]| {
+        run_err(
+            distillery(&dir)
+                .args(["add-teacher", "--cache", "cache"])
+                .args(flags)
+                .arg("--path")
+                .arg(fixture().teachers.join("clip.pt")),
+        )
+    };
+    let err = add_err(&["--name", "clip"]);
     assert!(err.contains("already holds teacher clip"), "{err}");
+    let err = add_err(&["--name", "clip2", "--compression", "zip"]);
+    assert!(
+        err.contains("compression \"zip\" is not native or bss-zstd"),
+        "{err}"
+    );
+    assert!(Manifest::load(&dir.join("cache")).unwrap().teacher("clip2").is_none());
 }
 
 /// The data files of every Lance table under `root`.
@@ -903,6 +997,21 @@ fn training_from_the_cache_lowers_every_loss_term_without_any_teacher() {
     assert!(
         header.get("adaptors.sam.patch.fc2.weight").is_some(),
         "{header}"
+    );
+    // A second run into the same output keeps the first one's files unless told otherwise.
+    let log_bytes = std::fs::read(dir.join("student/train_log.jsonl")).unwrap();
+    let err = run_err(distillery(&dir).args(["train", "--pipeline", "pipeline.toml"]));
+    assert!(
+        err.contains("already holds student.safetensors from an earlier run"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("student/student.safetensors")).unwrap(),
+        checkpoint
+    );
+    assert_eq!(
+        std::fs::read(dir.join("student/train_log.jsonl")).unwrap(),
+        log_bytes
     );
 }
 

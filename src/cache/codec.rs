@@ -87,6 +87,16 @@ impl Compression {
     }
 }
 
+impl std::str::FromStr for Compression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Compression::Native, Compression::BssZstd]
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("compression {s:?} is not native or bss-zstd"))
+    }
+}
+
 impl std::str::FromStr for Codec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
