@@ -45,6 +45,8 @@ pub struct ExtractReport {
     pub teachers: Vec<TeacherReport>,
     pub images_table_bytes: u64,
     pub seconds: f64,
+    /// Of `seconds`, the time spent loading and checking the teachers.
+    pub load_seconds: f64,
     /// Source records done at the checkpoint this run resumed from, if it resumed.
     pub resumed_from: Option<usize>,
 }
@@ -86,7 +88,9 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
             pipeline.source.path.display()
         )));
     }
+    let loading = Instant::now();
     let teachers = load_teachers(pipeline)?;
+    let load_seconds = loading.elapsed().as_secs_f64();
     let source = Source::open(&pipeline.source)?;
     tracing::info!(
         images = source.records().len(),
@@ -117,6 +121,7 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
     report.output = output;
     report.resumed_from = resumed_from;
     report.seconds = started.elapsed().as_secs_f64();
+    report.load_seconds = load_seconds;
     Ok(report)
 }
 
@@ -794,6 +799,7 @@ fn finish_cache(
         teachers,
         images_table_bytes: images_summary.bytes,
         seconds: 0.0,
+        load_seconds: 0.0,
         resumed_from: None,
     })
 }
