@@ -34,8 +34,13 @@ pub fn parse_device(name: &str) -> Result<Device> {
     if let Device::Cuda(n) = device {
         let available = tch::Cuda::device_count();
         if (n as i64) >= available {
+            let why = if tch::utils::has_cudart() {
+                "its CUDA backend is loaded, so no GPU or no NVIDIA driver is visible"
+            } else {
+                "it has no CUDA backend (a CPU-only libtorch, or libtorch_cuda.so not linked)"
+            };
             return Err(Error::Config(format!(
-                "device {name} asked for, but libtorch sees {available} CUDA device(s)"
+                "device {name} asked for, but libtorch sees {available} CUDA device(s): {why}"
             )));
         }
     }

@@ -1095,6 +1095,12 @@ fn bad_inputs_fail_before_any_work_with_a_clear_error() {
             err.contains("device cuda asked for, but libtorch sees 0 CUDA device(s)"),
             "{err}"
         );
+        // With a CUDA build of libtorch (the PyPI wheel), its CUDA backend must be linked
+        // in even where no GPU is: a binary without it would see no GPU anywhere.
+        let libtorch = Path::new(env!("DISTILLERY_LIBTORCH_LIB"));
+        if libtorch.join("libtorch_cuda.so").exists() {
+            assert!(err.contains("its CUDA backend is loaded"), "{err}");
+        }
     }
     let err = run_err(distillery(&dir).args([
         "extract",
