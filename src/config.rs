@@ -229,7 +229,8 @@ pub struct TeacherConfig {
     pub name: String,
     /// The TorchScript file; its sidecar is `<path>.json`.
     pub path: PathBuf,
-    /// Inference precision: `fp32`, `fp16` or `bf16` (half precisions need a GPU).
+    /// Inference precision: `fp32`, `fp16` or `bf16` (the half precisions are meant for a
+    /// GPU; they also run, slowly, on the CPU).
     #[serde(default = "default_precision")]
     pub precision: String,
     /// Stored value type of the summary: float32, float16 (default), bfloat16, int8.

@@ -158,6 +158,52 @@ fn same_seed_gives_the_same_cache_and_another_seed_other_views() {
     }
 }
 
+/// Cosine similarity of two vectors, in float64.
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+#[test]
+fn teachers_in_fp16_and_bf16_give_the_fp32_features_to_rounding() {
+    // The half precisions are for GPUs, but libtorch runs them on the CPU too: the cast
+    // module, the cast input and the outputs widened back are checked here on every
+    // teacher architecture, against the float32 run of the same views.
+    let fp32 = shared_cache();
+    for (precision, worst_cosine) in [("fp16", 0.99999), ("bf16", 0.9995)] {
+        let dir = scratch(&format!("precision-{precision}"));
+        let pipeline = write_pipeline(&dir, 2, 0, "");
+        let text = std::fs::read_to_string(&pipeline).unwrap();
+        let text = text.replace(".pt\"\n", &format!(".pt\"\nprecision = \"{precision}\"\n"));
+        assert_eq!(text.matches("precision =").count(), TEACHERS.len());
+        std::fs::write(&pipeline, text).unwrap();
+        extract(&dir, &pipeline, &[]);
+        let manifest = Manifest::load(&dir.join("cache")).unwrap();
+        for entry in &manifest.teachers {
+            assert_eq!(entry.precision, precision);
+            let half = read_all(&dir.join("cache"), &entry.table, CacheFormat::Lance);
+            let full = read_all(fp32, &entry.table, CacheFormat::Lance);
+            assert_eq!(half.columns()[..7], full.columns()[..7], "{}", entry.name);
+            let mut columns = vec![tc::PATCH_TOKENS];
+            if entry.sidecar.summary_dim > 0 {
+                columns.push(tc::SUMMARY);
+            }
+            for column in columns {
+                let (a, b) = (f16_rows(&half, column), f16_rows(&full, column));
+                assert_eq!(a.len(), manifest.rows);
+                let worst = a.iter().zip(&b).map(|(x, y)| cosine(x, y)).fold(1.0, f64::min);
+                assert!(
+                    worst >= worst_cosine,
+                    "{} {column} in {precision}: worst cosine {worst} to float32",
+                    entry.name
+                );
+                assert_ne!(a, b, "{} {column}: {precision} changed nothing", entry.name);
+            }
+        }
+    }
+}
+
 #[test]
 fn corrupt_and_empty_files_are_reported_and_every_good_image_is_cached() {
     let cache = shared_cache();
