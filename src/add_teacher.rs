@@ -4,7 +4,8 @@
 //! cache's rows, rebuilt from the source images), so its table is aligned row by row with
 //! the other teachers', which are neither read nor recomputed beyond their view columns.
 //! The table is written under a temporary name and renamed into place; the manifest is
-//! then replaced atomically, so a failed run leaves the cache as it was.
+//! then replaced atomically, so a failed run leaves the cache as it was. In a Parquet
+//! cache the new table is cut into parts of the same rows as the other tables' parts.
 
 use std::path::Path;
 
@@ -49,12 +50,6 @@ pub fn run(
             format!("already holds teacher {}", teacher.name),
         ));
     }
-    if manifest.table_format != CacheFormat::Lance {
-        return Err(Error::cache(
-            dir,
-            "teachers can only be added to Lance caches",
-        ));
-    }
     let mut config = teacher.clone();
     config.path = absolute(&config.path);
     let model = Teacher::load(
@@ -73,7 +68,11 @@ pub fn run(
 
     let table = cache::teacher_table_path(&config.name, manifest.table_format);
     let final_path = dir.join(&table);
-    let partial = dir.join(format!("teachers/.{}.partial.lance", config.name));
+    let partial = dir.join(format!(
+        "teachers/.{}.partial.{}",
+        config.name,
+        manifest.table_format.extension()
+    ));
     for stale in [&partial, &final_path] {
         if stale.exists() {
             // Left by a run that failed before its manifest update: not part of the cache.
@@ -87,55 +86,75 @@ pub fn run(
 
     progress.begin("add-teacher", rows.len() as u64);
     let per_chunk = IMAGES_PER_CHUNK * manifest.views_per_image.max(1);
-    for chunk in rows.chunks(per_chunk) {
-        let mut ids: Vec<u64> = chunk.iter().map(|r| r.image_id).collect();
-        ids.dedup();
-        let wanted: Vec<crate::sources::ImageRecord> = ids
-            .iter()
-            .map(|id| {
-                records.get(id).map(|r| (*r).clone()).ok_or_else(|| {
-                    Error::cache(
-                        dir,
-                        format!(
-                            "image {id} is no longer in the source {}",
-                            source.root().display()
-                        ),
-                    )
+    let parts = part_row_counts(&first, manifest.table_format)?;
+    if parts.iter().sum::<usize>() != rows.len() {
+        return Err(Error::cache(
+            &first,
+            format!(
+                "its parts hold {} rows, its views {}",
+                parts.iter().sum::<usize>(),
+                rows.len()
+            ),
+        ));
+    }
+    let mut start = 0;
+    for part_rows in parts {
+        let part = &rows[start..start + part_rows];
+        start += part_rows;
+        for chunk in part.chunks(per_chunk) {
+            let mut ids: Vec<u64> = chunk.iter().map(|r| r.image_id).collect();
+            ids.dedup();
+            let wanted: Vec<crate::sources::ImageRecord> = ids
+                .iter()
+                .map(|id| {
+                    records.get(id).map(|r| (*r).clone()).ok_or_else(|| {
+                        Error::cache(
+                            dir,
+                            format!(
+                                "image {id} is no longer in the source {}",
+                                source.root().display()
+                            ),
+                        )
+                    })
                 })
-            })
-            .collect::<Result<_>>()?;
-        let decoded: Vec<image::RgbImage> = source
-            .read(&wanted)
-            .into_par_iter()
-            .zip(wanted.par_iter())
-            .map(|(bytes, record)| {
-                bytes
-                    .and_then(|b| decode_rgb_bytes(&b))
-                    .map_err(|m| Error::cache(dir, format!("image {}: {m}", record.key)))
-            })
-            .collect::<Result<_>>()?;
-        let by_id: std::collections::HashMap<u64, &image::RgbImage> =
-            ids.iter().copied().zip(decoded.iter()).collect();
-        let pixels: Vec<image::RgbImage> = chunk
-            .par_iter()
-            .map(|r| render(by_id[&r.image_id], &r.view, w, h, filter))
-            .collect();
-        let views: Vec<(u64, crate::views::View)> =
-            chunk.iter().map(|r| (r.image_id, r.view)).collect();
-        for (v, p) in views
-            .chunks(batch_size.max(1))
-            .zip(pixels.chunks(batch_size.max(1)))
-        {
-            let out = model.forward(&stack_views(p))?;
-            sink.send(teacher_batch(
-                &model,
-                &config,
-                v,
-                &out.summary,
-                &out.patch_tokens,
-            )?)?;
+                .collect::<Result<_>>()?;
+            let decoded: Vec<image::RgbImage> = source
+                .read(&wanted)
+                .into_par_iter()
+                .zip(wanted.par_iter())
+                .map(|(bytes, record)| {
+                    bytes
+                        .and_then(|b| decode_rgb_bytes(&b))
+                        .map_err(|m| Error::cache(dir, format!("image {}: {m}", record.key)))
+                })
+                .collect::<Result<_>>()?;
+            let by_id: std::collections::HashMap<u64, &image::RgbImage> =
+                ids.iter().copied().zip(decoded.iter()).collect();
+            let pixels: Vec<image::RgbImage> = chunk
+                .par_iter()
+                .map(|r| render(by_id[&r.image_id], &r.view, w, h, filter))
+                .collect();
+            let views: Vec<(u64, crate::views::View)> =
+                chunk.iter().map(|r| (r.image_id, r.view)).collect();
+            for (v, p) in views
+                .chunks(batch_size.max(1))
+                .zip(pixels.chunks(batch_size.max(1)))
+            {
+                let out = model.forward(&stack_views(p))?;
+                sink.send(teacher_batch(
+                    &model,
+                    &config,
+                    v,
+                    &out.summary,
+                    &out.patch_tokens,
+                )?)?;
+            }
+            progress.advance(chunk.len() as u64, 0);
         }
-        progress.advance(chunk.len() as u64, 0);
+        if manifest.table_format == CacheFormat::Parquet {
+            // Part i of every table covers the same rows (schemas/cache-v2.md).
+            sink.commit()?;
+        }
     }
     progress.finish();
     let summary = sink.finish()?;
@@ -156,4 +175,21 @@ pub fn run(
     manifest.pipeline.teachers.push(config);
     manifest.save(dir)?;
     Ok(entry)
+}
+
+/// Rows of each part of the table at `path`, in order: one Parquet part per checkpoint of
+/// the run that wrote it; a Lance table counts as one part.
+fn part_row_counts(path: &Path, format: CacheFormat) -> Result<Vec<usize>> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    match format {
+        CacheFormat::Lance => Ok(vec![cache::TableReader::open(path, format)?.num_rows()]),
+        CacheFormat::Parquet => cache::parquet_parts(path)?
+            .iter()
+            .map(|part| {
+                let file = std::fs::File::open(part).map_err(|e| Error::io(part, e))?;
+                let reader = SerializedFileReader::new(file)?;
+                Ok(reader.metadata().file_metadata().num_rows() as usize)
+            })
+            .collect(),
+    }
 }

@@ -696,7 +696,10 @@ mod tests {
             listed.contains(k) || listed.iter().any(|l| k.starts_with(&format!("{l}.")))
         };
         let missing: Vec<&String> = leaves.iter().filter(|k| !covered(k)).collect();
-        assert!(missing.is_empty(), "not in pipelines/reference.toml: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "not in pipelines/reference.toml: {missing:?}"
+        );
     }
 
     /// The dotted paths of the leaves of a JSON value, array indices dropped.

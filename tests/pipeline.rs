@@ -192,7 +192,11 @@ fn teachers_in_fp16_and_bf16_give_the_fp32_features_to_rounding() {
             for column in columns {
                 let (a, b) = (f16_rows(&half, column), f16_rows(&full, column));
                 assert_eq!(a.len(), manifest.rows);
-                let worst = a.iter().zip(&b).map(|(x, y)| cosine(x, y)).fold(1.0, f64::min);
+                let worst = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| cosine(x, y))
+                    .fold(1.0, f64::min);
                 assert!(
                     worst >= worst_cosine,
                     "{} {column} in {precision}: worst cosine {worst} to float32",
@@ -302,7 +306,10 @@ fn check_notebook(cache: &Path, stats_dir: &Path) {
     assert_eq!(report["rows"], manifest.rows);
     let file = std::fs::File::open(stats_dir.join("stats.parquet")).unwrap();
     let stats = ParquetReader::new(file).finish().unwrap();
-    let (teachers, kinds) = (stats.column("teacher").unwrap(), stats.column("kind").unwrap());
+    let (teachers, kinds) = (
+        stats.column("teacher").unwrap(),
+        stats.column("kind").unwrap(),
+    );
     let norm_means = stats.column("norm_mean").unwrap();
     let mut compared = 0;
     for i in 0..stats.height() {
@@ -339,7 +346,10 @@ fn check_notebook(cache: &Path, stats_dir: &Path) {
     for (i, row) in cka.iter().enumerate() {
         assert!((row[i] - 1.0).abs() < 1e-9, "{cka:?}");
         for (j, v) in row.iter().enumerate() {
-            assert!((v - cka[j][i]).abs() < 1e-9 && (0.0..=1.0 + 1e-9).contains(v), "{cka:?}");
+            assert!(
+                (v - cka[j][i]).abs() < 1e-9 && (0.0..=1.0 + 1e-9).contains(v),
+                "{cka:?}"
+            );
         }
     }
     // The picture: the photograph's crop, then one PCA panel per teacher on its grid.
@@ -694,10 +704,9 @@ fn a_cache_written_to_s3_reads_back_in_pylance_equal_to_a_local_one() {
     assert_eq!(report["compared"].as_array().unwrap().len(), 8, "{report}");
 }
 
-#[test]
-fn a_teacher_added_later_equals_the_same_teacher_extracted_with_the_others() {
-    let dir = scratch("add-teacher");
-    let pipeline = write_pipeline(&dir, 2, 0, "");
+/// A pipeline of the fixture in `dir` without the clip teacher (to be added later).
+fn pipeline_without_clip(dir: &Path, extra: &str) -> PathBuf {
+    let pipeline = write_pipeline(dir, 2, 0, extra);
     let clip = format!(
         "\n[[teacher]]\nname = \"clip\"\npath = {:?}\n",
         fixture().teachers.join("clip.pt")
@@ -705,6 +714,59 @@ fn a_teacher_added_later_equals_the_same_teacher_extracted_with_the_others() {
     let text = std::fs::read_to_string(&pipeline).unwrap();
     assert!(text.contains(&clip));
     std::fs::write(&pipeline, text.replace(&clip, "")).unwrap();
+    pipeline
+}
+
+/// The same rows as the clip table of the shared (Lance) cache: the same views, and the
+/// features to float16 rounding.
+fn assert_same_clip_rows(added: &RecordBatch) {
+    let together = read_all(shared_cache(), "teachers/clip.lance", CacheFormat::Lance);
+    assert_eq!(added.columns()[..7], together.columns()[..7]);
+    for column in [tc::SUMMARY, tc::PATCH_TOKENS] {
+        let (a, b) = (f16_rows(added, column), f16_rows(&together, column));
+        assert_eq!(a.len(), b.len());
+        for (ra, rb) in a.iter().zip(&b) {
+            assert!(worst_relative_error(ra, rb) < 2e-3, "{column} differs");
+        }
+    }
+}
+
+#[test]
+fn a_teacher_added_to_a_parquet_cache_gets_parts_aligned_with_the_others() {
+    let dir = scratch("add-teacher-parquet");
+    // Checkpoints every 3 images: several parts per table.
+    let pipeline = pipeline_without_clip(&dir, "format = \"parquet\"\ncheckpoint_every = 3");
+    extract(&dir, &pipeline, &[]);
+    run_ok(
+        distillery(&dir)
+            .args(["add-teacher", "--cache", "cache", "--name", "clip", "--path"])
+            .arg(fixture().teachers.join("clip.pt")),
+    );
+    let cache = dir.join("cache");
+    let parts = |table: &str| -> Vec<usize> {
+        distillery::cache::parquet_parts(&cache.join(table))
+            .unwrap()
+            .iter()
+            .map(|p| TableReader::open(p, CacheFormat::Parquet).unwrap().num_rows())
+            .collect()
+    };
+    let dinov2 = parts("teachers/dinov2.parquet");
+    assert!(dinov2.len() > 1, "{dinov2:?}");
+    assert_eq!(parts("teachers/clip.parquet"), dinov2);
+    assert_same_clip_rows(&read_all(&cache, "teachers/clip.parquet", CacheFormat::Parquet));
+    run_ok(distillery(&dir).args(["stats", "--cache", "cache", "--output", "stats"]));
+    run_ok(
+        Command::new(python())
+            .arg(repo().join("tests/python/check_cache.py"))
+            .arg(&cache)
+            .arg(dir.join("stats")),
+    );
+}
+
+#[test]
+fn a_teacher_added_later_equals_the_same_teacher_extracted_with_the_others() {
+    let dir = scratch("add-teacher");
+    let pipeline = pipeline_without_clip(&dir, "");
     extract(&dir, &pipeline, &[]);
     let before = Manifest::load(&dir.join("cache")).unwrap();
     assert!(before.teacher("clip").is_none());
@@ -735,15 +797,8 @@ fn a_teacher_added_later_equals_the_same_teacher_extracted_with_the_others() {
         "teachers/clip.lance",
         CacheFormat::Lance,
     );
-    let together = read_all(shared_cache(), "teachers/clip.lance", CacheFormat::Lance);
     // Same views, same teacher: the same rows, with float16 rounding the only freedom.
-    assert_eq!(added.columns()[..7], together.columns()[..7]);
-    for column in [tc::SUMMARY, tc::PATCH_TOKENS] {
-        let (a, b) = (f16_rows(&added, column), f16_rows(&together, column));
-        for (ra, rb) in a.iter().zip(&b) {
-            assert!(worst_relative_error(ra, rb) < 2e-3, "{column} differs");
-        }
-    }
+    assert_same_clip_rows(&added);
     assert_eq!(
         read_all(
             &dir.join("cache"),
@@ -776,7 +831,10 @@ fn a_teacher_added_later_equals_the_same_teacher_extracted_with_the_others() {
         err.contains("compression \"zip\" is not native or bss-zstd"),
         "{err}"
     );
-    assert!(Manifest::load(&dir.join("cache")).unwrap().teacher("clip2").is_none());
+    assert!(Manifest::load(&dir.join("cache"))
+        .unwrap()
+        .teacher("clip2")
+        .is_none());
 }
 
 /// The data files of every Lance table under `root`.

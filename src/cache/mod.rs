@@ -13,7 +13,9 @@ pub mod table;
 
 pub use format::*;
 pub use manifest::{Manifest, Rejected, TeacherEntry};
-pub use table::{join_lance, join_parquet, JoinedFiles, TableReader, TableSink, TableSummary};
+pub use table::{
+    join_lance, join_parquet, parquet_parts, JoinedFiles, TableReader, TableSink, TableSummary,
+};
 
 use std::path::Path;
 
