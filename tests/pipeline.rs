@@ -666,10 +666,18 @@ fn a_cache_at_an_object_store_uri_is_written_resumed_and_read_through_the_uri() 
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(whole_ms * 6 / 10));
+    // Killed right after its first checkpoint (the journal sits in the prefix itself).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20 * whole_ms);
+    while checkpoint_records(&local) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     let _ = child.kill();
     child.wait().unwrap();
-    run_ok(distillery(&dir).args(args));
+    assert!(checkpoint_records(&local) > 0, "no checkpoint to resume from");
+    assert!(!local.join("manifest.json").exists(), "the run ended before the kill");
+    let out = run_ok(distillery(&dir).args(args));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("resumed an interrupted run"), "{printed}");
     check(Path::new(&resumed));
 
     run_ok(distillery(&dir).args([
