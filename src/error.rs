@@ -52,7 +52,7 @@ pub enum Error {
     Torch(#[from] tch::TchError),
 
     /// An error from the Lance format library.
-    #[error("lance: {0}")]
+    #[error("lance: {}", lance_message(.0))]
     Lance(#[from] lance::Error),
 
     /// An error from arrow.
@@ -102,5 +102,46 @@ impl Error {
             path: path.into(),
             message: message.into(),
         }
+    }
+}
+
+/// A Lance error's message without its wrapping: `LanceError(Kind): message, location`
+/// becomes `message` (the source file and line of Lance's code say nothing to a user).
+pub fn lance_message(e: &lance::Error) -> String {
+    if let lance::Error::IO { source, .. } = e {
+        return source.to_string();
+    }
+    let text = e.to_string();
+    let text = text
+        .strip_prefix("LanceError(")
+        .and_then(|t| t.split_once("): "))
+        .map_or(text.as_str(), |(_, message)| message);
+    match text.rsplit_once(", ") {
+        Some((message, location)) if location.contains(".rs:") => message.to_string(),
+        _ => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lance_errors_lose_their_wrapping_and_code_location() {
+        let io = lance::Error::io("HEAD http://host/bucket/x failed after 3 retries");
+        assert!(io.to_string().contains(".rs:"), "{io}");
+        assert_eq!(
+            lance_message(&io),
+            "HEAD http://host/bucket/x failed after 3 retries"
+        );
+        let input = lance::Error::invalid_input("column x, y is missing");
+        assert_eq!(
+            lance_message(&input),
+            "Invalid user input: column x, y is missing"
+        );
+        assert_eq!(
+            Error::from(input).to_string(),
+            "lance: Invalid user input: column x, y is missing"
+        );
     }
 }

@@ -242,7 +242,11 @@ impl Progress for Bars {
 
 fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DISTILLERY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // Lance's object-store throttle warns at every retry; the error that ends a run
+        // says what failed.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,lance::object_store::throttle=error")
+        });
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

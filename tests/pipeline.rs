@@ -673,8 +673,14 @@ fn a_cache_at_an_object_store_uri_is_written_resumed_and_read_through_the_uri() 
     }
     let _ = child.kill();
     child.wait().unwrap();
-    assert!(checkpoint_records(&local) > 0, "no checkpoint to resume from");
-    assert!(!local.join("manifest.json").exists(), "the run ended before the kill");
+    assert!(
+        checkpoint_records(&local) > 0,
+        "no checkpoint to resume from"
+    );
+    assert!(
+        !local.join("manifest.json").exists(),
+        "the run ended before the kill"
+    );
     let out = run_ok(distillery(&dir).args(args));
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("resumed an interrupted run"), "{printed}");
@@ -747,7 +753,14 @@ fn a_teacher_added_to_a_parquet_cache_gets_parts_aligned_with_the_others() {
     extract(&dir, &pipeline, &[]);
     run_ok(
         distillery(&dir)
-            .args(["add-teacher", "--cache", "cache", "--name", "clip", "--path"])
+            .args([
+                "add-teacher",
+                "--cache",
+                "cache",
+                "--name",
+                "clip",
+                "--path",
+            ])
             .arg(fixture().teachers.join("clip.pt")),
     );
     let cache = dir.join("cache");
@@ -755,13 +768,21 @@ fn a_teacher_added_to_a_parquet_cache_gets_parts_aligned_with_the_others() {
         distillery::cache::parquet_parts(&cache.join(table))
             .unwrap()
             .iter()
-            .map(|p| TableReader::open(p, CacheFormat::Parquet).unwrap().num_rows())
+            .map(|p| {
+                TableReader::open(p, CacheFormat::Parquet)
+                    .unwrap()
+                    .num_rows()
+            })
             .collect()
     };
     let dinov2 = parts("teachers/dinov2.parquet");
     assert!(dinov2.len() > 1, "{dinov2:?}");
     assert_eq!(parts("teachers/clip.parquet"), dinov2);
-    assert_same_clip_rows(&read_all(&cache, "teachers/clip.parquet", CacheFormat::Parquet));
+    assert_same_clip_rows(&read_all(
+        &cache,
+        "teachers/clip.parquet",
+        CacheFormat::Parquet,
+    ));
     run_ok(distillery(&dir).args(["stats", "--cache", "cache", "--output", "stats"]));
     run_ok(
         Command::new(python())

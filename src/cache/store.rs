@@ -43,7 +43,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// Errors of the store, named by the location they concern.
 fn at(path: &Path) -> impl Fn(lance::Error) -> Error + '_ {
-    move |e| Error::cache(path, e.to_string())
+    move |e| Error::cache(path, crate::error::lance_message(&e))
 }
 
 /// The bytes of the file at `path`, or `None` when there is none.

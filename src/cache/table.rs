@@ -22,7 +22,7 @@ use parquet::file::properties::WriterProperties;
 
 use crate::cache::store;
 use crate::config::CacheFormat;
-use crate::error::{Error, Result};
+use crate::error::{lance_message, Error, Result};
 
 /// Batches waiting in a sink's queue before `send` blocks.
 pub const SINK_QUEUE: usize = 4;
@@ -293,7 +293,10 @@ fn write_lance(path: &Path, schema: SchemaRef, receiver: Receiver<Message>) -> R
             }
             (Some(GroupEnd::Finish), Ok(_)) | (None, Ok(_)) => return Ok(()),
             (Some(GroupEnd::Commit(reply)), Err(e)) => {
-                let _ = reply.send(Err(Error::cache(path, format!("commit failed: {e}"))));
+                let _ = reply.send(Err(Error::cache(
+                    path,
+                    format!("commit failed: {}", lance_message(&e)),
+                )));
                 return Err(e.into());
             }
             (_, Err(e)) => return Err(e.into()),
@@ -451,7 +454,7 @@ pub fn join_lance(sources: &[PathBuf], dest: &Path) -> Result<JoinedFiles> {
     let open = |path: &Path| -> Result<Dataset> {
         runtime
             .block_on(Dataset::open(&uri_of(path)?))
-            .map_err(|e| Error::cache(path, format!("cannot open as lance: {e}")))
+            .map_err(|e| Error::cache(path, format!("cannot open as lance: {}", lance_message(&e))))
     };
     let schema = open(first)?.schema().clone();
     let data = dest.join("data");
@@ -645,9 +648,9 @@ impl TableReader {
     fn open_lance(path: &Path) -> Result<TableReader> {
         let runtime = runtime()?;
         let uri = uri_of(path)?;
-        let dataset = runtime
-            .block_on(Dataset::open(&uri))
-            .map_err(|e| Error::cache(path, format!("cannot open as lance: {e}")))?;
+        let dataset = runtime.block_on(Dataset::open(&uri)).map_err(|e| {
+            Error::cache(path, format!("cannot open as lance: {}", lance_message(&e)))
+        })?;
         let rows = runtime.block_on(dataset.count_rows(None))?;
         let schema = Arc::new(arrow_schema::Schema::from(dataset.schema()));
         Ok(TableReader {
