@@ -37,6 +37,11 @@ pub fn run(
     batch_size: usize,
     progress: &dyn Progress,
 ) -> Result<TeacherEntry> {
+    if batch_size == 0 {
+        return Err(Error::Config(
+            "add-teacher --batch-size must be positive".into(),
+        ));
+    }
     if crate::cache::store::is_uri(dir) {
         return Err(Error::cache(
             dir,

@@ -188,11 +188,35 @@ pub enum PatchMode {
     FullImage,
 }
 
-/// One of `count` contiguous slices of a source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// One of `count` contiguous slices of a source, written `"k/N"` (in pipeline files and
+/// manifests; manifests of format 1 and 2 may hold `{index, count}`, also read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
     pub index: usize,
     pub count: usize,
+}
+
+impl Serialize for Shard {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}/{}", self.index, self.count))
+    }
+}
+
+impl<'de> Deserialize<'de> for Shard {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            Fields { index: usize, count: usize },
+        }
+        match Written::deserialize(d)? {
+            Written::Text(text) => text.parse().map_err(serde::de::Error::custom),
+            Written::Fields { index, count } => format!("{index}/{count}")
+                .parse()
+                .map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 impl Shard {
@@ -439,12 +463,23 @@ impl Pipeline {
     /// [`Error::Pipeline`] naming the file when it is missing, is not valid TOML, has an
     /// unknown key or fails validation.
     pub fn load(path: &Path) -> Result<Pipeline> {
+        Self::load_with(path, |_| {})
+    }
+
+    /// Reads a pipeline file, applies `overrides` (the command line's flags), and
+    /// validates the result once: a flag can correct the file's value.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::load`].
+    pub fn load_with(path: &Path, overrides: impl FnOnce(&mut Pipeline)) -> Result<Pipeline> {
         let fail = |message: String| Error::Pipeline {
             path: path.to_path_buf(),
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        let pipeline: Pipeline = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let mut pipeline: Pipeline = toml::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        overrides(&mut pipeline);
         pipeline.validate().map_err(|e| fail(e.to_string()))?;
         Ok(pipeline)
     }
@@ -672,6 +707,22 @@ mod tests {
         json_differences("", &json(&defaults), &json(&reference), &mut differing);
         assert!(differing.is_empty(), "not at the default: {differing:?}");
 
+        // The keys shown commented out parse and validate too, once uncommented.
+        let is_key = |line: &str| {
+            line.split_once(" = ")
+                .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        };
+        let uncommented: Vec<&str> = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if is_key(rest) => rest,
+                _ => line,
+            })
+            .collect();
+        let all: Pipeline = toml::from_str(&uncommented.join("\n")).unwrap();
+        all.validate().unwrap();
+        assert_eq!(all.extract.shard, Some(Shard { index: 0, count: 4 }));
+
         // Every optional key, set so that it serialises, must appear in the file.
         defaults.source.column = Some("image".into());
         defaults.source.label_column = Some("label".into());
@@ -722,6 +773,40 @@ mod tests {
             }
             _ => out.push(prefix.to_string()),
         }
+    }
+
+    #[test]
+    fn a_shard_is_read_as_k_of_n_text_or_as_fields() {
+        let text = MINIMAL.replace("output = \"cache\"", "output = \"cache\"\nshard = \"1/4\"");
+        let p: Pipeline = toml::from_str(&text).unwrap();
+        assert_eq!(p.extract.shard, Some(Shard { index: 1, count: 4 }));
+        let json = serde_json::to_value(&p.extract).unwrap();
+        assert_eq!(json["shard"], "1/4");
+        let old: Shard = serde_json::from_str(r#"{"index": 1, "count": 4}"#).unwrap();
+        assert_eq!(old, Shard { index: 1, count: 4 });
+        let bad = MINIMAL.replace("output = \"cache\"", "output = \"cache\"\nshard = \"4/4\"");
+        let err = toml::from_str::<Pipeline>(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("shard \"4/4\" is not k/N with 0 <= k < N"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn flags_are_applied_before_the_pipeline_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        let text = MINIMAL.replace(
+            "output = \"cache\"",
+            "output = \"cache\"\npatch_mode = \"full-image\"\nviews_per_image = 3",
+        );
+        std::fs::write(&path, text).unwrap();
+        let err = Pipeline::load(&path).unwrap_err().to_string();
+        assert!(err.contains("views_per_image is 3, set it to 1"), "{err}");
+        let fixed = Pipeline::load_with(&path, |p| p.extract.views_per_image = 1).unwrap();
+        assert_eq!(fixed.extract.views_per_image, 1);
+        let err = Pipeline::load_with(&path, |p| p.extract.views_per_image = 4).unwrap_err();
+        assert!(err.to_string().contains("views_per_image is 4"), "{err}");
     }
 
     #[test]

@@ -53,10 +53,10 @@ struct CommitArgs {
 
 #[derive(Args)]
 struct AddTeacherArgs {
-    /// Cache directory (Lance).
+    /// Cache directory (Lance or Parquet; local).
     #[arg(long)]
     cache: PathBuf,
-    /// Name of the new teacher (its table is teachers/<name>.lance).
+    /// Name of the new teacher (its table is teachers/<name>.lance, or .parquet).
     #[arg(long)]
     name: String,
     /// TorchScript file exported by pipelines/export_teacher.py; its sidecar is <path>.json.
@@ -153,7 +153,8 @@ struct TrainArgs {
     /// extract.output).
     #[arg(long)]
     cache: Option<PathBuf>,
-    /// Pipeline TOML whose [train] section to use (default: the one recorded in the
+    /// A whole pipeline TOML (as for extract) whose [train] section to use, and whose
+    /// extract.output is the default cache (default: the [train] section recorded in the
     /// cache's manifest).
     #[arg(long)]
     pipeline: Option<PathBuf>,
@@ -291,7 +292,15 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn run_extract(args: ExtractArgs) -> Result<()> {
-    let mut pipeline = Pipeline::load(&args.pipeline)?;
+    let path = args.pipeline.clone();
+    let pipeline = Pipeline::load_with(&path, |pipeline| override_extract(pipeline, args))?;
+    let report = extract::run(&pipeline, &Bars::new())?;
+    print_extract(&report);
+    Ok(())
+}
+
+/// Applies extract's flags to the pipeline file's values.
+fn override_extract(pipeline: &mut Pipeline, args: ExtractArgs) {
     let e = &mut pipeline.extract;
     if let Some(v) = args.source {
         pipeline.source.path = v;
@@ -318,10 +327,6 @@ fn run_extract(args: ExtractArgs) -> Result<()> {
     if args.shard.is_some() {
         e.shard = args.shard;
     }
-    pipeline.validate()?;
-    let report = extract::run(&pipeline, &Bars::new())?;
-    print_extract(&report);
-    Ok(())
 }
 
 fn print_extract(r: &extract::ExtractReport) {
@@ -352,7 +357,24 @@ fn print_extract(r: &extract::ExtractReport) {
 }
 
 fn run_train(args: TrainArgs) -> Result<()> {
-    let (cache_dir, mut config) = train_config(args.cache.as_deref(), args.pipeline.as_deref())?;
+    let (cache, pipeline) = (args.cache.clone(), args.pipeline.clone());
+    let (cache_dir, config) = train_config(cache.as_deref(), pipeline.as_deref(), |c| {
+        override_train(c, args)
+    })?;
+    if cache::store::is_uri(&config.output) {
+        anyhow::bail!(
+            "train output {} is an object-store URI: the checkpoint and log go to a local \
+             directory",
+            config.output.display()
+        );
+    }
+    let report = train::run(&cache_dir, &config, &Bars::new())?;
+    print_train(&report);
+    Ok(())
+}
+
+/// Applies train's flags to the [train] section's values.
+fn override_train(config: &mut TrainConfig, args: TrainArgs) {
     if let Some(v) = args.output {
         config.output = v;
     }
@@ -372,23 +394,17 @@ fn run_train(args: TrainArgs) -> Result<()> {
         config.device = v;
     }
     config.overwrite |= args.overwrite;
-    if cache::store::is_uri(&config.output) {
-        anyhow::bail!(
-            "train output {} is an object-store URI: the checkpoint and log go to a local \
-             directory",
-            config.output.display()
-        );
-    }
-    let report = train::run(&cache_dir, &config, &Bars::new())?;
-    print_train(&report);
-    Ok(())
 }
 
-/// The cache and [train] section to use: the pipeline file's if given, else the one
-/// recorded in the cache.
-fn train_config(cache: Option<&Path>, pipeline: Option<&Path>) -> Result<(PathBuf, TrainConfig)> {
+/// The cache and [train] section to use, with `overrides` applied: the pipeline file's
+/// if given (validated after the overrides), else the one recorded in the cache.
+fn train_config(
+    cache: Option<&Path>,
+    pipeline: Option<&Path>,
+    overrides: impl FnOnce(&mut TrainConfig),
+) -> Result<(PathBuf, TrainConfig)> {
     if let Some(path) = pipeline {
-        let p = Pipeline::load(path)?;
+        let p = Pipeline::load_with(path, |p| overrides(&mut p.train))?;
         let dir = cache
             .map(Path::to_path_buf)
             .unwrap_or_else(|| p.cache_dir());
@@ -396,13 +412,19 @@ fn train_config(cache: Option<&Path>, pipeline: Option<&Path>) -> Result<(PathBu
     }
     let dir = cache.context("train needs --cache or --pipeline")?;
     let manifest = cache::Manifest::load(dir)?;
-    Ok((dir.to_path_buf(), manifest.pipeline.train))
+    let mut config = manifest.pipeline.train;
+    overrides(&mut config);
+    Ok((dir.to_path_buf(), config))
 }
 
 fn print_train(r: &train::TrainReport) {
     println!(
-        "train: {} steps ({} epochs) over {} rows in {:.1}s, no teacher run",
-        r.steps, r.epochs, r.rows, r.seconds
+        "train: {} steps ({} epoch{}) over {} rows in {:.1}s, no teacher run",
+        r.steps,
+        r.epochs,
+        if r.epochs == 1 { "" } else { "s" },
+        r.rows,
+        r.seconds
     );
     println!("  {:<22} {:>10} {:>10}", "loss", "first", "last");
     println!(
@@ -532,21 +554,25 @@ fn run_inspect(args: InspectArgs) -> Result<()> {
                         entry.patch_encoding
                     };
                     println!(
-                        "    {column:<14} {:>12}  {} {}, {:.3} of raw float16",
+                        "    {column:<18} {:>12}  {} {}, {:.3} of raw float16",
                         HumanBytes(bytes),
                         e.codec.name(),
                         e.compression.name(),
                         bytes as f64 / raw.max(1) as f64
                     )
                 }
-                None => println!("    {column:<14} {:>12}", HumanBytes(bytes)),
+                None => println!("    {column:<18} {:>12}", HumanBytes(bytes)),
             }
         }
         let rest = entry.bytes.saturating_sub(in_columns);
         println!(
-            "    {:<14} {:>12}  file footers, Lance manifests",
+            "    {:<18} {:>12}  {}",
             "(metadata)",
-            HumanBytes(rest)
+            HumanBytes(rest),
+            match m.table_format {
+                CacheFormat::Lance => "file footers, Lance manifests",
+                CacheFormat::Parquet => "Parquet footers",
+            }
         );
     }
     Ok(())
@@ -562,10 +588,11 @@ fn raw_f16_bytes(column: &str, s: &distillery::sidecar::Sidecar, rows: usize) ->
 }
 
 fn run_bench(args: BenchArgs) -> Result<()> {
-    let mut pipeline = Pipeline::load(&args.pipeline)?;
-    if let Some(device) = args.device {
-        pipeline.extract.device = device;
-    }
+    let pipeline = Pipeline::load_with(&args.pipeline, |p| {
+        if let Some(device) = args.device {
+            p.extract.device = device;
+        }
+    })?;
     let bench = extract::bench_teachers(&pipeline)?;
     println!("{}", serde_json::to_string(&bench)?);
     Ok(())

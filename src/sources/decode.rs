@@ -36,6 +36,7 @@ pub fn decode_rgb_bytes(bytes: &[u8]) -> Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("empty file (0 bytes)".into());
     }
+    check_jpeg_complete(bytes)?;
     let mut reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("cannot read: {e}"))?;
@@ -57,6 +58,69 @@ pub fn decode_rgb_bytes(bytes: &[u8]) -> Result<RgbImage, String> {
         DynamicImage::ImageRgb8(rgb) => rgb,
         other => other.to_rgb8(),
     })
+}
+
+/// Refuses a JPEG that ends before its end-of-image marker: a truncated file, which the
+/// decoder would otherwise complete with gray blocks. Walks the marker segments from the
+/// start (inside a scan's entropy-coded data every 0xFF is followed by 0x00 or a restart
+/// marker), so whatever follows the end of the image (a trailer, an appended video, MPF
+/// images) is left alone. Bytes that do not look like a JPEG's structure are left to the
+/// decoder to judge.
+fn check_jpeg_complete(b: &[u8]) -> Result<(), String> {
+    if !b.starts_with(&[0xFF, 0xD8]) {
+        return Ok(());
+    }
+    let truncated = || {
+        Err(format!(
+            "cannot decode: truncated JPEG (its {} bytes end before the end-of-image marker)",
+            b.len()
+        ))
+    };
+    let mut i = 2;
+    loop {
+        match b.get(i) {
+            None => return truncated(),
+            Some(0xFF) => {}
+            Some(_) => return Ok(()),
+        }
+        while b.get(i) == Some(&0xFF) {
+            i += 1; // fill bytes before a marker code
+        }
+        let Some(&code) = b.get(i) else {
+            return truncated();
+        };
+        i += 1;
+        match code {
+            0xD9 => return Ok(()),
+            0x01 | 0xD0..=0xD7 => continue, // markers without a segment
+            _ => {}
+        }
+        let Some(len) = b
+            .get(i..i + 2)
+            .map(|l| u16::from_be_bytes([l[0], l[1]]) as usize)
+        else {
+            return truncated();
+        };
+        if len < 2 {
+            return Ok(());
+        }
+        i += len;
+        if i > b.len() {
+            return truncated();
+        }
+        if code == 0xDA {
+            // Entropy-coded data runs to the next marker that is not a restart.
+            loop {
+                match (b.get(i), b.get(i + 1)) {
+                    (Some(0xFF), Some(next)) if *next != 0 && !(0xD0..=0xD7).contains(next) => {
+                        break
+                    }
+                    (Some(_), Some(_)) => i += 1,
+                    _ => return truncated(),
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -102,6 +166,29 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(rgb.get_pixel(1, 1).0, [255, 0, 128]);
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused_and_a_complete_one_with_a_trailer_is_not() {
+        let mut rgb = image::RgbImage::new(64, 48);
+        for (x, y, p) in rgb.enumerate_pixels_mut() {
+            *p = image::Rgb([(x * 4) as u8, (y * 5) as u8, ((x + y) * 2) as u8]);
+        }
+        let jpeg = encode(DynamicImage::ImageRgb8(rgb), image::ImageFormat::Jpeg);
+        assert!(decode_rgb_bytes(&jpeg).is_ok());
+        for cut in [jpeg.len() - 2, jpeg.len() * 2 / 3] {
+            let err = decode_rgb_bytes(&jpeg[..cut]).unwrap_err();
+            assert!(
+                err.starts_with("cannot decode: truncated JPEG"),
+                "{cut}: {err}"
+            );
+        }
+        let mut trailer = jpeg.clone();
+        trailer.extend_from_slice(b"camera trailer \xFF\xDA after the end");
+        assert_eq!(
+            decode_rgb_bytes(&trailer).unwrap(),
+            decode_rgb_bytes(&jpeg).unwrap()
+        );
     }
 
     #[test]

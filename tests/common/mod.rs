@@ -59,7 +59,7 @@ pub fn scratch(name: &str) -> PathBuf {
 
 pub struct Fixture {
     pub root: PathBuf,
-    /// Good photographs plus one corrupt and one empty file.
+    /// Good photographs plus two truncated JPEGs and one empty file.
     pub photos: PathBuf,
     pub teachers: PathBuf,
     pub good_images: Vec<String>,
@@ -139,9 +139,10 @@ fn make_fixture() -> Fixture {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     good_images.sort();
-    // A truncated JPEG (its first 600 bytes) and an empty PNG.
+    // Truncated JPEGs (cut in its headers, and halfway through its scan) and an empty PNG.
     let jpeg = std::fs::read(photos.join("rocket.jpg")).unwrap();
     std::fs::write(photos.join("broken.jpg"), &jpeg[..600]).unwrap();
+    std::fs::write(photos.join("cut.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
     std::fs::write(photos.join("empty.png"), b"").unwrap();
 
     let teachers = root.join("teachers");
