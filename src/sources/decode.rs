@@ -176,7 +176,7 @@ mod tests {
         }
         let jpeg = encode(DynamicImage::ImageRgb8(rgb), image::ImageFormat::Jpeg);
         assert!(decode_rgb_bytes(&jpeg).is_ok());
-        for cut in [jpeg.len() - 2, jpeg.len() * 2 / 3] {
+        for cut in [jpeg.len() - 2, jpeg.len() * 2 / 3, 300, 3] {
             let err = decode_rgb_bytes(&jpeg[..cut]).unwrap_err();
             assert!(
                 err.starts_with("cannot decode: truncated JPEG"),
@@ -189,6 +189,19 @@ mod tests {
             decode_rgb_bytes(&trailer).unwrap(),
             decode_rgb_bytes(&jpeg).unwrap()
         );
+    }
+
+    #[test]
+    fn a_format_this_build_does_not_decode_is_refused_by_name() {
+        // A BMP header is recognised, but the bmp decoder is not built in.
+        let mut bmp = b"BM".to_vec();
+        bmp.extend_from_slice(&[0; 60]);
+        let err = decode_rgb_bytes(&bmp).unwrap_err();
+        assert!(
+            err.starts_with("cannot decode") && err.contains("Bmp"),
+            "{err}"
+        );
+        drop(gray);
     }
 
     #[test]

@@ -29,6 +29,13 @@ use crate::error::{Error, Result};
 /// File extensions that are treated as images (compared case-insensitively).
 pub const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 
+/// Extensions of image formats this build does not decode. Such files are samples all
+/// the same, so that each is recorded as rejected, with the reason, rather than dropped
+/// unseen; files with any other extension are not images and are not listed.
+pub const UNSUPPORTED_IMAGE_EXTENSIONS: [&str; 10] = [
+    "tif", "tiff", "bmp", "gif", "heic", "heif", "avif", "jxl", "jp2", "ppm",
+];
+
 /// Where a sample's encoded bytes are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Locator {
@@ -152,9 +159,10 @@ fn read_file(record: &ImageRecord) -> std::result::Result<Vec<u8>, String> {
 }
 
 pub(crate) fn has_image_extension(name: &str) -> bool {
-    name.rsplit_once('.')
-        .map(|(_, e)| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        .unwrap_or(false)
+    name.rsplit_once('.').is_some_and(|(_, e)| {
+        let e = e.to_ascii_lowercase();
+        IMAGE_EXTENSIONS.contains(&e.as_str()) || UNSUPPORTED_IMAGE_EXTENSIONS.contains(&e.as_str())
+    })
 }
 
 /// Lists a folder recursively, sorted by relative path.
@@ -219,7 +227,7 @@ mod tests {
     fn folder_labels_come_from_subfolders_and_order_is_by_path() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("cat")).unwrap();
-        for p in ["b.png", "cat/a.JPG", "a.webp", "notes.txt"] {
+        for p in ["b.png", "cat/a.JPG", "a.webp", "notes.txt", "scan.TIF"] {
             std::fs::write(dir.path().join(p), b"x").unwrap();
         }
         let source = Source::open(&folder(dir.path())).unwrap();
@@ -233,7 +241,8 @@ mod tests {
             vec![
                 ("a.webp", None),
                 ("b.png", None),
-                ("cat/a.JPG", Some("cat"))
+                ("cat/a.JPG", Some("cat")),
+                ("scan.TIF", None),
             ]
         );
         assert_eq!(
