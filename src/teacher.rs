@@ -146,7 +146,16 @@ impl Teacher {
     pub fn check_contract(&self) -> Result<()> {
         let (h, w) = self.sidecar.input_hw();
         let blank = Tensor::full([2, h as i64, w as i64, 3], 128, (Kind::Uint8, Device::Cpu));
-        self.forward(&blank).map(|_| ())
+        self.forward(&blank).map(|_| ()).map_err(|e| match e {
+            Error::Teacher { message, .. } if message.starts_with("forward failed") => {
+                self.fail(format!(
+                    "does not run on its sidecar's input size {h}x{w} (is {}.json the \
+                     sidecar of this module?): {message}",
+                    self.path.display()
+                ))
+            }
+            other => other,
+        })
     }
 
     /// Runs the teacher on uint8 views `[B, H, W, 3]` (NHWC, on any device).
@@ -223,8 +232,20 @@ impl Teacher {
 }
 
 /// A libtorch error without the C++ backtrace that follows its message.
+/// Torch's message: the C++ backtrace dropped, and of a TorchScript traceback only the
+/// error it ends with (`RuntimeError: ...`), which is what says what went wrong.
 fn without_backtrace(e: &tch::TchError) -> String {
     let text = e.to_string();
+    if text.contains("Traceback of TorchScript") {
+        let last = text
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| l.contains("Error: ") && !l.starts_with("frame #"));
+        if let Some(last) = last {
+            return format!("{last} (in the TorchScript module)");
+        }
+    }
     let message: Vec<&str> = text
         .lines()
         .take_while(|l| !l.starts_with("Exception raised from") && !l.starts_with("frame #"))

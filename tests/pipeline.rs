@@ -1220,6 +1220,22 @@ fn bad_inputs_fail_before_any_work_with_a_clear_error() {
         "{err}"
     );
     assert!(!dir.join("cache").exists() && !dir.join("cache.partial").exists());
+    // Another teacher's sidecar: the module cannot run at its input size; torch's own
+    // error is quoted, without its traceback.
+    std::fs::copy(
+        fixture().teachers.join("clip.pt.json"),
+        dir.join("lying.pt.json"),
+    )
+    .unwrap();
+    let err = run_err(distillery(&dir).args(["extract", "--pipeline", "lying.toml"]));
+    assert!(
+        err.contains("does not run on its sidecar's input size 64x64 (is ")
+            && err.contains("lying.pt.json the sidecar of this module?")
+            && err.contains("RuntimeError: The size of tensor a")
+            && !err.contains("Traceback"),
+        "{err}"
+    );
+    assert!(!dir.join("cache").exists() && !dir.join("cache.partial").exists());
 
     // A device this build cannot see.
     if tch::Cuda::device_count() == 0 {
