@@ -124,6 +124,7 @@ EXTRACT_START=$(now)
 "$BIN" extract --pipeline bench.toml --overwrite | tee extract.out
 EXTRACT_END=$(now)
 LOAD_S=$(sed -n 's/.*(loading the teachers: \([0-9.]*\)s).*/\1/p' extract.out)
+PEAK_BYTES=$(sed -n 's/.*peak memory: .*(\([0-9]*\) bytes).*/\1/p' extract.out)
 if [ -z "$LOAD_S" ]; then
   echo "bench: extract did not print its teacher loading time (its stdout is in $(pwd)/extract.out)" >&2
   exit 1
@@ -140,7 +141,7 @@ PYTHON_JSON=$(json_line reference.out reference.py)
 
 # The image count comes from the cache manifest, so that rejected images are not counted.
 BOUND_JSON=$BOUND_JSON PYTHON_JSON=$PYTHON_JSON \
-EXTRACT_START=$EXTRACT_START EXTRACT_END=$EXTRACT_END LOAD_S=$LOAD_S \
+EXTRACT_START=$EXTRACT_START EXTRACT_END=$EXTRACT_END LOAD_S=$LOAD_S PEAK_BYTES=$PEAK_BYTES \
 PYTHON_START=$PYTHON_START PYTHON_END=$PYTHON_END \
 VIEWS=$VIEWS BATCH=$BATCH DEVICE=$DEVICE WORKERS=$WORKERS TEACHERS=$TEACHERS \
 "$PY" - <<'EOF'
@@ -176,6 +177,7 @@ result = {
     "extract_images_per_s": round(rates["extract"], 3),
     "extract_seconds": round(extract_s, 4),
     "extract_teacher_load_seconds": float(env["LOAD_S"]),
+    "extract_peak_memory_bytes": int(env["PEAK_BYTES"]) if env.get("PEAK_BYTES") else None,
     "extract_over_bound_less_loading": round(bound["seconds"] / (extract_s - float(env["LOAD_S"])), 4),
     "python_images_per_s": round(rates["python"], 3),
     "python_seconds": round(python_s, 4),
@@ -206,5 +208,7 @@ print(f"{'  the same, less loading teachers':<34} {result['extract_over_bound_le
       f"   (extract loaded them in {env['LOAD_S']} s; the bound's time excludes loading)")
 print(f"{'end to end / python':<34} {result['extract_over_python']:10.2f}")
 print(f"(python in-process, imports excluded: {python['images_per_s']:.1f} images/s)")
+if result["extract_peak_memory_bytes"]:
+    print(f"extract peak memory: {result['extract_peak_memory_bytes'] / 2**20:.0f} MiB")
 print(f"written to {os.path.abspath('bench.json')}")
 EOF

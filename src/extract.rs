@@ -47,6 +47,8 @@ pub struct ExtractReport {
     pub seconds: f64,
     /// Of `seconds`, the time spent loading and checking the teachers.
     pub load_seconds: f64,
+    /// The process's peak resident memory at the end of the run (Linux), in bytes.
+    pub peak_memory_bytes: Option<u64>,
     /// Source records done at the checkpoint this run resumed from, if it resumed.
     pub resumed_from: Option<usize>,
 }
@@ -122,6 +124,7 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
     report.resumed_from = resumed_from;
     report.seconds = started.elapsed().as_secs_f64();
     report.load_seconds = load_seconds;
+    report.peak_memory_bytes = peak_memory_bytes();
     Ok(report)
 }
 
@@ -800,6 +803,7 @@ fn finish_cache(
         images_table_bytes: images_summary.bytes,
         seconds: 0.0,
         load_seconds: 0.0,
+        peak_memory_bytes: None,
         resumed_from: None,
     })
 }
@@ -810,6 +814,15 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
         return path.to_path_buf();
     }
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The peak resident set size of this process (`VmHWM` in /proc/self/status), where
+/// the system reports one.
+pub fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn unix_now() -> u64 {

@@ -353,6 +353,9 @@ fn print_extract(r: &extract::ExtractReport) {
         );
     }
     println!("  images table: {} bytes", r.images_table_bytes);
+    if let Some(bytes) = r.peak_memory_bytes {
+        println!("  peak memory: {} ({bytes} bytes)", HumanBytes(bytes));
+    }
     println!("  cache: {}", r.output.display());
 }
 
@@ -599,6 +602,31 @@ fn run_bench(args: BenchArgs) -> Result<()> {
 }
 
 fn run_codecs(args: CodecsArgs) -> Result<()> {
+    let manifest = cache::Manifest::load(&args.cache)?;
+    let mut lossy = Vec::new();
+    for entry in &manifest.teachers {
+        let kinds = [
+            (
+                "summary",
+                entry.summary_encoding,
+                entry.sidecar.summary_dim > 0,
+            ),
+            ("patch tokens", entry.patch_encoding, true),
+        ];
+        for (kind, e, stored) in kinds {
+            if stored && e.codec != distillery::cache::codec::Codec::Float32 {
+                lossy.push(format!("{} {kind} ({})", entry.name, e.codec.name()));
+            }
+        }
+    }
+    if !lossy.is_empty() {
+        eprintln!(
+            "note: errors are measured against the stored values, not float32, for {}; \
+             extract with summary_codec = patch_codec = \"float32\" to measure against the \
+             teachers' own outputs",
+            lossy.join(", ")
+        );
+    }
     let scratch = tempfile_dir(&args.cache)?;
     let result = distillery::measure::measure(&args.cache, &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
