@@ -358,6 +358,12 @@ fn check_notebook(cache: &Path, stats_dir: &Path) {
             );
         }
     }
+    // Shuffling one side's views breaks the match: no teacher stays aligned with itself.
+    let baseline: Vec<Vec<f64>> =
+        serde_json::from_value(report["cka_shuffled_baseline"].clone()).unwrap();
+    for (i, row) in baseline.iter().enumerate() {
+        assert!(row[i] < cka[i][i] - 1e-3, "{baseline:?}");
+    }
     // The picture: the photograph's crop, then one PCA panel per teacher on its grid.
     let sheet = image::open(out_dir.join("features.png")).unwrap();
     let panel = report["picture"]["panel"].as_u64().unwrap() as u32;
