@@ -18,7 +18,7 @@ use crate::extract::{absolute, encodings_of, shape_of, teacher_batch};
 use crate::progress::Progress;
 use crate::sources::{decode_rgb_bytes, Source};
 use crate::teacher::{parse_device, parse_precision, stack_views, Teacher};
-use crate::train::read_views;
+use crate::train::{read_views, RowView};
 use crate::views::{filter_for, render};
 
 /// Images decoded per batch of work.
@@ -84,13 +84,6 @@ pub fn run(
             std::fs::remove_dir_all(stale).map_err(|e| Error::io(stale, e))?;
         }
     }
-    let schema = cache::teacher_schema(&config.name, shape_of(&model), encodings_of(&config));
-    let mut sink = TableSink::create(&partial, manifest.table_format, schema)?;
-    let (h, w) = model.sidecar().input_hw();
-    let filter = filter_for(&model.sidecar().interpolation);
-
-    progress.begin("add-teacher", rows.len() as u64);
-    let per_chunk = IMAGES_PER_CHUNK * manifest.views_per_image.max(1);
     let parts = part_row_counts(&first, manifest.table_format)?;
     if parts.iter().sum::<usize>() != rows.len() {
         return Err(Error::cache(
@@ -102,57 +95,28 @@ pub fn run(
             ),
         ));
     }
+    let schema = cache::teacher_schema(&config.name, shape_of(&model), encodings_of(&config));
+    let mut sink = TableSink::create(&partial, manifest.table_format, schema)?;
+    let images = Images {
+        source: &source,
+        records: &records,
+        cache: dir,
+    };
+
+    progress.begin("add-teacher", rows.len() as u64);
+    let per_chunk = IMAGES_PER_CHUNK * manifest.views_per_image.max(1);
     let mut start = 0;
     for part_rows in parts {
         let part = &rows[start..start + part_rows];
         start += part_rows;
         for chunk in part.chunks(per_chunk) {
-            let mut ids: Vec<u64> = chunk.iter().map(|r| r.image_id).collect();
-            ids.dedup();
-            let wanted: Vec<crate::sources::ImageRecord> = ids
-                .iter()
-                .map(|id| {
-                    records.get(id).map(|r| (*r).clone()).ok_or_else(|| {
-                        Error::cache(
-                            dir,
-                            format!(
-                                "image {id} is no longer in the source {}",
-                                source.root().display()
-                            ),
-                        )
-                    })
-                })
-                .collect::<Result<_>>()?;
-            let decoded: Vec<image::RgbImage> = source
-                .read(&wanted)
-                .into_par_iter()
-                .zip(wanted.par_iter())
-                .map(|(bytes, record)| {
-                    bytes
-                        .and_then(|b| decode_rgb_bytes(&b))
-                        .map_err(|m| Error::cache(dir, format!("image {}: {m}", record.key)))
-                })
-                .collect::<Result<_>>()?;
-            let by_id: std::collections::HashMap<u64, &image::RgbImage> =
-                ids.iter().copied().zip(decoded.iter()).collect();
-            let pixels: Vec<image::RgbImage> = chunk
-                .par_iter()
-                .map(|r| render(by_id[&r.image_id], &r.view, w, h, filter))
-                .collect();
+            let pixels = images.render(chunk, &model)?;
             let views: Vec<(u64, crate::views::View)> =
                 chunk.iter().map(|r| (r.image_id, r.view)).collect();
-            for (v, p) in views
-                .chunks(batch_size.max(1))
-                .zip(pixels.chunks(batch_size.max(1)))
-            {
+            for (v, p) in views.chunks(batch_size).zip(pixels.chunks(batch_size)) {
                 let out = model.forward(&stack_views(p))?;
-                sink.send(teacher_batch(
-                    &model,
-                    &config,
-                    v,
-                    &out.summary,
-                    &out.patch_tokens,
-                )?)?;
+                let batch = teacher_batch(&model, &config, v, &out.summary, &out.patch_tokens)?;
+                sink.send(batch)?;
             }
             progress.advance(chunk.len() as u64, 0);
         }
@@ -196,5 +160,54 @@ fn part_row_counts(path: &Path, format: CacheFormat) -> Result<Vec<usize>> {
                 Ok(reader.metadata().file_metadata().num_rows() as usize)
             })
             .collect(),
+    }
+}
+
+/// The source images of a cache, for rebuilding its stored views.
+struct Images<'a> {
+    source: &'a Source,
+    records: &'a std::collections::HashMap<u64, &'a crate::sources::ImageRecord>,
+    cache: &'a Path,
+}
+
+impl Images<'_> {
+    /// The views of `rows` as `teacher` sees them: each row's image decoded (once per
+    /// image), cropped, resized and flipped as stored.
+    fn render(&self, rows: &[RowView], teacher: &Teacher) -> Result<Vec<image::RgbImage>> {
+        let mut ids: Vec<u64> = rows.iter().map(|r| r.image_id).collect();
+        ids.dedup();
+        let wanted: Vec<crate::sources::ImageRecord> = ids
+            .iter()
+            .map(|id| {
+                self.records.get(id).map(|r| (*r).clone()).ok_or_else(|| {
+                    Error::cache(
+                        self.cache,
+                        format!(
+                            "image {id} is no longer in the source {}",
+                            self.source.root().display()
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        let decoded: Vec<image::RgbImage> = self
+            .source
+            .read(&wanted)
+            .into_par_iter()
+            .zip(wanted.par_iter())
+            .map(|(bytes, record)| {
+                bytes
+                    .and_then(|b| decode_rgb_bytes(&b))
+                    .map_err(|m| Error::cache(self.cache, format!("image {}: {m}", record.key)))
+            })
+            .collect::<Result<_>>()?;
+        let by_id: std::collections::HashMap<u64, &image::RgbImage> =
+            ids.iter().copied().zip(decoded.iter()).collect();
+        let (h, w) = teacher.sidecar().input_hw();
+        let filter = filter_for(&teacher.sidecar().interpolation);
+        Ok(rows
+            .par_iter()
+            .map(|r| render(by_id[&r.image_id], &r.view, w, h, filter))
+            .collect())
     }
 }

@@ -201,7 +201,6 @@ mod tests {
             err.starts_with("cannot decode") && err.contains("Bmp"),
             "{err}"
         );
-        drop(gray);
     }
 
     #[test]
