@@ -743,6 +743,17 @@ fn pipeline_without_clip(dir: &Path, extra: &str) -> PathBuf {
     pipeline
 }
 
+/// `distillery add-teacher` in `dir` on its cache, with the fixture's clip module and
+/// `flags` (at least --name).
+fn add_teacher(dir: &Path, flags: &[&str]) -> Command {
+    let mut cmd = distillery(dir);
+    cmd.args(["add-teacher", "--cache", "cache"])
+        .args(flags)
+        .arg("--path")
+        .arg(fixture().teachers.join("clip.pt"));
+    cmd
+}
+
 /// The same rows as the clip table of the shared (Lance) cache: the same views, and the
 /// features to float16 rounding.
 fn assert_same_clip_rows(added: &RecordBatch) {
@@ -763,18 +774,7 @@ fn a_teacher_added_to_a_parquet_cache_gets_parts_aligned_with_the_others() {
     // Checkpoints every 3 images: several parts per table.
     let pipeline = pipeline_without_clip(&dir, "format = \"parquet\"\ncheckpoint_every = 3");
     extract(&dir, &pipeline, &[]);
-    run_ok(
-        distillery(&dir)
-            .args([
-                "add-teacher",
-                "--cache",
-                "cache",
-                "--name",
-                "clip",
-                "--path",
-            ])
-            .arg(fixture().teachers.join("clip.pt")),
-    );
+    run_ok(&mut add_teacher(&dir, &["--name", "clip"]));
     let cache = dir.join("cache");
     let parts = |table: &str| -> Vec<usize> {
         distillery::cache::parquet_parts(&cache.join(table))
@@ -817,20 +817,10 @@ fn a_teacher_added_later_equals_the_same_teacher_extracted_with_the_others() {
         CacheFormat::Lance,
     );
 
-    run_ok(
-        distillery(&dir)
-            .args([
-                "add-teacher",
-                "--cache",
-                "cache",
-                "--name",
-                "clip",
-                "--batch-size",
-                "5",
-                "--path",
-            ])
-            .arg(fixture().teachers.join("clip.pt")),
-    );
+    run_ok(&mut add_teacher(
+        &dir,
+        &["--name", "clip", "--batch-size", "5"],
+    ));
     let after = Manifest::load(&dir.join("cache")).unwrap();
     assert_eq!(after.teacher("clip").unwrap().rows, before.rows);
     let added = read_all(
@@ -856,15 +846,7 @@ fn a_teacher_added_later_equals_the_same_teacher_extracted_with_the_others() {
             .arg(dir.join("cache"))
             .arg(dir.join("stats")),
     );
-    let add_err = |flags: &[&str]| {
-        run_err(
-            distillery(&dir)
-                .args(["add-teacher", "--cache", "cache"])
-                .args(flags)
-                .arg("--path")
-                .arg(fixture().teachers.join("clip.pt")),
-        )
-    };
+    let add_err = |flags: &[&str]| run_err(&mut add_teacher(&dir, flags));
     let err = add_err(&["--name", "clip"]);
     assert!(err.contains("already holds teacher clip"), "{err}");
     let err = add_err(&["--name", "clip2", "--compression", "zip"]);
