@@ -168,7 +168,7 @@ struct TrainArgs {
     #[arg(long)]
     batch_size: Option<usize>,
     /// Peak learning rate (overrides train.lr; default 1e-3).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Seed of initialisation and shuffling (overrides train.seed; default 0).
     #[arg(long)]
@@ -491,8 +491,10 @@ fn run_inspect(args: InspectArgs) -> Result<()> {
         m.table_format.extension()
     );
     println!(
-        "  written by distillery {} at unix {}",
-        m.distillery_version, m.created_unix
+        "  written by distillery {} at {} (unix {})",
+        m.distillery_version,
+        utc_time(m.created_unix),
+        m.created_unix
     );
     println!(
         "  source: {} {}",
@@ -579,6 +581,12 @@ fn run_inspect(args: InspectArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A Unix time as RFC 3339 in UTC, to the second.
+fn utc_time(unix: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 fn raw_f16_bytes(column: &str, s: &distillery::sidecar::Sidecar, rows: usize) -> Option<u64> {
@@ -739,4 +747,16 @@ fn run_commit(args: CommitArgs) -> Result<()> {
         println!("  removed {}", dir.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_time;
+
+    #[test]
+    fn unix_times_read_as_utc_dates() {
+        assert_eq!(utc_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_time(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_time(1_796_309_906), "2026-12-03T14:58:26Z");
+    }
 }
