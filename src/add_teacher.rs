@@ -4,14 +4,16 @@
 //! cache's rows, rebuilt from the source images), so its table is aligned row by row with
 //! the other teachers', which are neither read nor recomputed beyond their view columns.
 //! The table is written under a temporary name and renamed into place; the manifest is
-//! then replaced atomically, so a failed run leaves the cache as it was. In a Parquet
-//! cache the new table is cut into parts of the same rows as the other tables' parts.
+//! then replaced atomically, so a failed run leaves the cache as it was. On an object
+//! store the table is written in place, and is part of the cache only once the manifest
+//! (written last, in one put) names it. In a Parquet cache the new table is cut into parts
+//! of the same rows as the other tables' parts.
 
 use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::cache::{self, Manifest, TableSink, TeacherEntry};
+use crate::cache::{self, store, Manifest, TableSink, TeacherEntry};
 use crate::config::{CacheFormat, TeacherConfig};
 use crate::error::{Error, Result};
 use crate::extract::{absolute, encodings_of, shape_of, teacher_batch};
@@ -42,12 +44,6 @@ pub fn run(
             "add-teacher --batch-size must be positive".into(),
         ));
     }
-    if crate::cache::store::is_uri(dir) {
-        return Err(Error::cache(
-            dir,
-            "is an object-store URI; teachers are added to local caches only",
-        ));
-    }
     let mut manifest = Manifest::load(dir)?;
     if manifest.teacher(&teacher.name).is_some() {
         return Err(Error::cache(
@@ -73,15 +69,22 @@ pub fn run(
 
     let table = cache::teacher_table_path(&config.name, manifest.table_format);
     let final_path = dir.join(&table);
-    let partial = dir.join(format!(
-        "teachers/.{}.partial.{}",
-        config.name,
-        manifest.table_format.extension()
-    ));
+    // An object store has no rename: there the table is written at its final path, which
+    // is no part of the cache until the manifest names it.
+    let on_store = store::is_uri(dir);
+    let partial = if on_store {
+        final_path.clone()
+    } else {
+        dir.join(format!(
+            "teachers/.{}.partial.{}",
+            config.name,
+            manifest.table_format.extension()
+        ))
+    };
     for stale in [&partial, &final_path] {
-        if stale.exists() {
-            // Left by a run that failed before its manifest update: not part of the cache.
-            std::fs::remove_dir_all(stale).map_err(|e| Error::io(stale, e))?;
+        // Left by a run that failed before its manifest update: not part of the cache.
+        if store::exists(stale)? {
+            store::remove_dir_all(stale)?;
         }
     }
     let parts = part_row_counts(&first, manifest.table_format)?;
@@ -127,7 +130,9 @@ pub fn run(
     }
     progress.finish();
     let summary = sink.finish()?;
-    std::fs::rename(&partial, &final_path).map_err(|e| Error::io(&final_path, e))?;
+    if !on_store {
+        std::fs::rename(&partial, &final_path).map_err(|e| Error::io(&final_path, e))?;
+    }
 
     let entry = TeacherEntry {
         name: config.name.clone(),

@@ -53,7 +53,7 @@ struct CommitArgs {
 
 #[derive(Args)]
 struct AddTeacherArgs {
-    /// Cache directory (Lance or Parquet; local).
+    /// Cache directory (Lance or Parquet), or object-store URI (s3://, gs://, az://).
     #[arg(long)]
     cache: PathBuf,
     /// Name of the new teacher (its table is teachers/<name>.lance, or .parquet).

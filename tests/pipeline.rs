@@ -705,6 +705,21 @@ fn a_cache_at_an_object_store_uri_is_written_resumed_and_read_through_the_uri() 
     assert!(dir.join("stats/stats.parquet").is_file());
     let out = run_ok(distillery(&dir).args(["inspect", "--cache", &uri]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("dinov2"));
+
+    // A teacher added through the URI: its table is written in place, then the manifest.
+    let mut add = distillery(&dir);
+    add.args(["add-teacher", "--cache", &uri, "--name", "clip2", "--path"])
+        .arg(fixture().teachers.join("clip.pt"));
+    run_ok(&mut add);
+    let manifest = Manifest::load(Path::new(&uri)).unwrap();
+    assert_eq!(manifest.teacher("clip2").unwrap().rows, whole.rows);
+    let table = dir.join("bucket/cache/teachers/clip2.lance");
+    assert!(table.is_dir());
+    assert_same_clip_rows(&read_all(
+        &dir.join("bucket/cache"),
+        "teachers/clip2.lance",
+        CacheFormat::Lance,
+    ));
 }
 
 #[test]
