@@ -698,14 +698,21 @@ fn tempfile_dir(cache: &Path) -> Result<PathBuf> {
 }
 
 fn run_add_teacher(args: AddTeacherArgs) -> Result<()> {
-    let parse = |s: &str| s.parse().map_err(anyhow::Error::msg);
+    let codec = |flag: &str, value: &str| {
+        value
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("invalid --{flag}: {e}"))
+    };
     let teacher = distillery::config::TeacherConfig {
         name: args.name,
         path: args.path,
         precision: args.precision,
-        summary_codec: parse(&args.summary_codec)?,
-        patch_codec: parse(&args.patch_codec)?,
-        compression: args.compression.parse().map_err(anyhow::Error::msg)?,
+        summary_codec: codec("summary-codec", &args.summary_codec)?,
+        patch_codec: codec("patch-codec", &args.patch_codec)?,
+        compression: args
+            .compression
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("invalid --compression: {e}"))?,
     };
     Pipeline::check_teacher(&teacher)?;
     let entry = distillery::add_teacher::run(
