@@ -62,7 +62,9 @@ pub fn run(
     model.check_contract()?;
 
     let first = dir.join(&manifest.teachers[0].table);
-    let rows = read_views(&cache::TableReader::open(&first, manifest.table_format)?)?;
+    let first_reader = cache::TableReader::open(&first, manifest.table_format)?;
+    let rows = read_views(&first_reader)?;
+    let parts = first_reader.part_rows();
     let source = Source::open(&manifest.pipeline.source)?;
     let records: std::collections::HashMap<u64, &crate::sources::ImageRecord> =
         source.records().iter().map(|r| (r.id, r)).collect();
@@ -87,7 +89,6 @@ pub fn run(
             store::remove_dir_all(stale)?;
         }
     }
-    let parts = part_row_counts(&first, manifest.table_format)?;
     if parts.iter().sum::<usize>() != rows.len() {
         return Err(Error::cache(
             &first,
@@ -149,23 +150,6 @@ pub fn run(
     manifest.pipeline.teachers.push(config);
     manifest.save(dir)?;
     Ok(entry)
-}
-
-/// Rows of each part of the table at `path`, in order: one Parquet part per checkpoint of
-/// the run that wrote it; a Lance table counts as one part.
-fn part_row_counts(path: &Path, format: CacheFormat) -> Result<Vec<usize>> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    match format {
-        CacheFormat::Lance => Ok(vec![cache::TableReader::open(path, format)?.num_rows()]),
-        CacheFormat::Parquet => cache::parquet_parts(path)?
-            .iter()
-            .map(|part| {
-                let file = std::fs::File::open(part).map_err(|e| Error::io(part, e))?;
-                let reader = SerializedFileReader::new(file)?;
-                Ok(reader.metadata().file_metadata().num_rows() as usize)
-            })
-            .collect(),
-    }
 }
 
 /// The source images of a cache, for rebuilding its stored views.

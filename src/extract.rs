@@ -77,12 +77,8 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
         Some(shard) => shards_dir(&pipeline.extract.output).join(shard.dir_name()),
         None => pipeline.extract.output.clone(),
     };
-    if pipeline.extract.format == CacheFormat::Parquet && store::is_uri(&output) {
-        return Err(Error::Config(format!(
-            "{} is an object-store URI; Parquet caches are local, use format = \"lance\"",
-            output.display()
-        )));
-    }
+    // Before any work: the tables would refuse it only once they are opened.
+    cache::table::local_parquet(&output, pipeline.extract.format)?;
     check_output(&output, pipeline.extract.overwrite)?;
     if store::is_uri(&pipeline.source.path) {
         return Err(Error::Config(format!(
@@ -101,7 +97,7 @@ pub fn run(pipeline: &Pipeline, progress: &dyn Progress) -> Result<ExtractReport
         source.root().display()
     );
 
-    let partial = partial_dir(&output);
+    let partial = cache::partial_dir(&output);
     if let Some(parent) = partial.parent() {
         store::create_dir_all(parent)?;
     }
@@ -301,17 +297,6 @@ fn check_uri_output(output: &Path, overwrite: bool) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// Where a run builds its cache: `<output>.partial`, renamed at the end; on an object
-/// store, `<output>` itself.
-fn partial_dir(output: &Path) -> PathBuf {
-    if store::is_uri(output) {
-        return output.to_path_buf();
-    }
-    let mut name = output.as_os_str().to_os_string();
-    name.push(".partial");
-    PathBuf::from(name)
 }
 
 /// Loads every teacher and runs its contract check, so a bad file fails before work.

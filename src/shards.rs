@@ -13,7 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cache::{join_lance, join_parquet, store, JoinedFiles, Manifest, MANIFEST_FILE};
+use crate::cache::{
+    join_lance, join_parquet, partial_dir, store, JoinedFiles, Manifest, MANIFEST_FILE,
+};
 use crate::config::{CacheFormat, Shard};
 use crate::error::{Error, Result};
 use crate::extract::shards_dir;
@@ -47,13 +49,7 @@ pub fn commit(output: &Path, progress: &dyn Progress) -> Result<CommitReport> {
     check_agreement(&dirs, &manifests)?;
     // Built aside and renamed into place; an object store has no rename, so there the
     // join is built in place and its manifest, written last, makes it a cache.
-    let partial = if on_store {
-        output.to_path_buf()
-    } else {
-        let mut name = output.as_os_str().to_os_string();
-        name.push(".partial");
-        PathBuf::from(name)
-    };
+    let partial = partial_dir(output);
     if on_store && store::exists(output)? && !store::exists(&partial.join(MARKER))? {
         return Err(Error::cache(
             output,

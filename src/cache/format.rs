@@ -1,6 +1,7 @@
 //! Cache format version 1: table names, column names and Arrow schemas.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -20,6 +21,18 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 
 /// File recording the last checkpoint of an extract run, in the directory it builds.
 pub const JOURNAL_FILE: &str = "journal.json";
+
+/// Where a cache is built before it is one (by `extract`, by `commit`): `<output>.partial`,
+/// renamed into place when complete; on an object store, which has no rename, `<output>`
+/// itself, made a cache by its manifest, written last.
+pub fn partial_dir(output: &Path) -> PathBuf {
+    if crate::cache::store::is_uri(output) {
+        return output.to_path_buf();
+    }
+    let mut name = output.as_os_str().to_os_string();
+    name.push(".partial");
+    PathBuf::from(name)
+}
 
 /// Column names of the images table.
 pub mod images_columns {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::format::{JOURNAL_FILE, MANIFEST_FILE, READABLE_VERSIONS};
+use crate::cache::format::{partial_dir, JOURNAL_FILE, MANIFEST_FILE, READABLE_VERSIONS};
 use crate::cache::store;
 use crate::config::{CacheFormat, Pipeline};
 use crate::error::{Error, Result};
@@ -94,9 +94,7 @@ impl Manifest {
                 ))
             }
             None => {
-                let mut partial = dir.as_os_str().to_os_string();
-                partial.push(".partial");
-                let partial = PathBuf::from(partial);
+                let partial = partial_dir(dir);
                 if store::exists(&partial.join(JOURNAL_FILE))? {
                     return Err(Error::cache(
                         dir,

@@ -32,7 +32,8 @@ pub struct TeacherTable {
 ///
 /// # Errors
 ///
-/// [`Error::Cache`] naming the table when it is missing or its metadata is of a version this build does not read.
+/// [`Error::Cache`] naming the table when it is missing or its metadata is of a version
+/// this build does not read.
 pub fn open_teacher_table(
     dir: &Path,
     manifest: &Manifest,

@@ -227,7 +227,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// Parquet tables are local: an object-store URI is for Lance tables.
-fn local_parquet(path: &Path, format: CacheFormat) -> Result<()> {
+///
+/// # Errors
+///
+/// [`Error::Cache`] for a Parquet table at a URI.
+pub fn local_parquet(path: &Path, format: CacheFormat) -> Result<()> {
     if format == CacheFormat::Parquet && store::is_uri(path) {
         return Err(Error::cache(
             path,
@@ -699,6 +703,15 @@ impl TableReader {
     /// Rows in the table.
     pub fn num_rows(&self) -> usize {
         self.rows
+    }
+
+    /// Rows of each of the table's parts, in order: a Parquet table's part files (one
+    /// per checkpoint of the run that wrote it); a Lance table counts as one part.
+    pub fn part_rows(&self) -> Vec<usize> {
+        match &self.inner {
+            Inner::Lance { .. } => vec![self.rows],
+            Inner::Parquet { parts } => parts.iter().map(|(_, rows)| *rows).collect(),
+        }
     }
 
     /// Names of the table's columns, in schema order.
